@@ -1,0 +1,1 @@
+"""streamt1 engine: everything that turns prompts into latents and frames."""

@@ -1,0 +1,54 @@
+"""Streaming geometry and sampler settings (LongLive defaults), validated once at construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.errors import StreamT1Error
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """How the video is cut into chunks and how much past each chunk sees.
+
+    All sizes are in latent frames. `local_window_frames` counts the sink and the chunk being
+    generated (LongLive: 12 = 3 sink + 6 previous + 3 current).
+    """
+
+    chunk_frames: int = 3
+    sink_frames: int = 3
+    local_window_frames: int = 12
+    timesteps: tuple[float, ...] = (1000.0, 750.0, 500.0, 250.0)
+    shift: float = 5.0
+    fps: int = 16
+
+    def __post_init__(self) -> None:
+        c = self.chunk_frames
+        if c < 1:
+            raise StreamT1Error(f"chunk size must be >= 1 latent frame, got {c}")
+        if self.sink_frames < 0 or self.sink_frames % c:
+            raise StreamT1Error(f"sink size must be a multiple of the chunk size ({c}), got {self.sink_frames}")
+        previous = self.local_window_frames - self.sink_frames - c
+        if previous < 0 or previous % c:
+            raise StreamT1Error(
+                f"local window ({self.local_window_frames}) minus sink ({self.sink_frames}) minus chunk ({c}) "
+                "must be a non-negative multiple of the chunk size"
+            )
+        if not self.timesteps or any(not 0 < t <= 1000 for t in self.timesteps):
+            raise StreamT1Error("denoising timesteps must lie in (0, 1000]")
+
+    @property
+    def sink_chunks(self) -> int:
+        return self.sink_frames // self.chunk_frames
+
+    @property
+    def window_chunks(self) -> int:
+        """Previous (non-sink) chunks a new chunk attends to."""
+        return (self.local_window_frames - self.sink_frames - self.chunk_frames) // self.chunk_frames
+
+    def start_frame(self, chunk: int) -> int:
+        return chunk * self.chunk_frames
+
+    def pixel_frames(self, chunk: int) -> int:
+        """Decoded frames of one chunk: the first latent frame of a video decodes to a single frame."""
+        return 4 * self.chunk_frames - (3 if chunk == 0 else 0)

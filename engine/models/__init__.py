@@ -1,0 +1,1 @@
+"""Networks (causal Wan transformer, UMT5 text encoder, streaming Wan VAE), their checkpoints and presets."""

@@ -1,0 +1,224 @@
+"""Block-causal, KV-cached forward of diffusers' `WanTransformer3DModel` (LongLive's causal Wan).
+
+We keep diffusers' modules and its block forward unchanged and own only what streaming needs:
+- attention processors that, when handed our chunk context, attend over [cached prefix + chunk]
+  and (optionally) capture the chunk's un-rotated K/V; handed anything else they defer to diffusers'
+  own processor, so the wrapped model still runs its ordinary bidirectional forward;
+- rotary tables with a frame offset, per-prompt cross-attention K/V, and the chunk-level
+  embedding/head around the blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from diffusers import WanTransformer3DModel
+from diffusers.models.transformers.transformer_wan import WanAttention, WanAttnProcessor, _get_qkv_projections
+from torch import Tensor, nn
+
+from engine.models.kv_cache import CacheSegment, KVCache
+
+RopeTables = tuple[Tensor, Tensor]  # cos, sin: [1, tokens, 1, head_dim] float32
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate interleaved channel pairs of x [B, S, H, D] (diffusers' Wan convention), math in fp32."""
+    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
+    c, s = cos[..., 0::2], sin[..., 1::2]
+    return torch.stack((x1 * c - x2 * s, x1 * s + x2 * c), dim=-1).flatten(-2).type_as(x)
+
+
+def _attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Plain softmax attention on [B, S, H, D] tensors; returns [B, S, H*D]."""
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+    return out.transpose(1, 2).flatten(2, 3)
+
+
+@dataclass(frozen=True)
+class TextContext:
+    """Cross-attention K/V of one prompt for every layer ([1, text_len, heads, head_dim])."""
+
+    keys: tuple[Tensor, ...]
+    values: tuple[Tensor, ...]
+
+
+@dataclass(frozen=True)
+class AttentionPrefix:
+    """A cache's keys rotated at their own frames and concatenated per layer, built once per chunk
+    and read by every forward of that chunk. Batch is the cache's (1 or one row per query)."""
+
+    keys: tuple[Tensor, ...]
+    values: tuple[Tensor, ...]
+
+    @property
+    def num_tokens(self) -> int:
+        return self.keys[0].shape[1]
+
+
+@dataclass
+class _ChunkContext:
+    """Travels through diffusers' block forward in the `rotary_emb` slot."""
+
+    rope: RopeTables
+    prefix: AttentionPrefix | None
+    captured: list[tuple[Tensor, Tensor]] | None = field(default=None)
+
+
+class _CausalSelfAttention:
+    """Self-attention of the current chunk over [prefix + chunk]; captures un-rotated K/V if asked."""
+
+    def __init__(self, layer: int) -> None:
+        self.layer = layer
+        self.fallback = WanAttnProcessor()
+
+    def __call__(self, attn: WanAttention, hidden_states: Tensor, encoder_hidden_states=None,
+                 attention_mask=None, rotary_emb=None) -> Tensor:
+        if not isinstance(rotary_emb, _ChunkContext):
+            return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
+        ctx = rotary_emb
+        q, k, v = _get_qkv_projections(attn, hidden_states, None)
+        q = attn.norm_q(q).unflatten(2, (attn.heads, -1))
+        k = attn.norm_k(k).unflatten(2, (attn.heads, -1))
+        v = v.unflatten(2, (attn.heads, -1))
+        if ctx.captured is not None:
+            ctx.captured.append((k, v))
+        q, k = apply_rope(q, *ctx.rope), apply_rope(k, *ctx.rope)
+        if ctx.prefix is not None:
+            batch = q.shape[0]
+            pk, pv = ctx.prefix.keys[self.layer], ctx.prefix.values[self.layer]
+            k = torch.cat((pk.expand(batch, -1, -1, -1), k), dim=1)
+            v = torch.cat((pv.expand(batch, -1, -1, -1), v), dim=1)
+        out = _attend(q, k, v).type_as(hidden_states)
+        return attn.to_out[1](attn.to_out[0](out))
+
+
+class _CachedCrossAttention:
+    """Cross-attention reading the prompt's precomputed K/V instead of projecting text every call."""
+
+    def __init__(self, layer: int) -> None:
+        self.layer = layer
+        self.fallback = WanAttnProcessor()
+
+    def __call__(self, attn: WanAttention, hidden_states: Tensor, encoder_hidden_states=None,
+                 attention_mask=None, rotary_emb=None) -> Tensor:
+        if not isinstance(encoder_hidden_states, TextContext):
+            return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
+        q = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1))
+        batch = q.shape[0]
+        k = encoder_hidden_states.keys[self.layer].expand(batch, -1, -1, -1)
+        v = encoder_hidden_states.values[self.layer].expand(batch, -1, -1, -1)
+        out = _attend(q, k, v).type_as(hidden_states)
+        return attn.to_out[1](attn.to_out[0](out))
+
+
+class CausalWanTransformer(nn.Module):
+    """Chunk-by-chunk forward of a Wan transformer with an external, immutable KV cache."""
+
+    def __init__(self, wan: WanTransformer3DModel) -> None:
+        super().__init__()
+        self.wan = wan
+        for i, block in enumerate(wan.blocks):
+            block.attn1.set_processor(_CausalSelfAttention(i))
+            block.attn2.set_processor(_CachedCrossAttention(i))
+
+    @property
+    def patch_size(self) -> tuple[int, int, int]:
+        return tuple(self.wan.config.patch_size)
+
+    def rope(self, start_frame: int, num_frames: int, grid_h: int, grid_w: int) -> RopeTables:
+        """Rotary tables for frames [start_frame, start_frame + num_frames) of a grid_h x grid_w grid."""
+        rope = self.wan.rope
+        if start_frame + num_frames > rope.max_seq_len:
+            raise ValueError(f"frame {start_frame + num_frames} is past the rotary table ({rope.max_seq_len} frames)")
+        tables = []
+        for freqs in (rope.freqs_cos, rope.freqs_sin):
+            f_t, f_h, f_w = freqs.split([rope.t_dim, rope.h_dim, rope.w_dim], dim=1)
+            shape = (num_frames, grid_h, grid_w, -1)
+            table = torch.cat(
+                (
+                    f_t[start_frame : start_frame + num_frames].view(num_frames, 1, 1, -1).expand(shape),
+                    f_h[:grid_h].view(1, grid_h, 1, -1).expand(shape),
+                    f_w[:grid_w].view(1, 1, grid_w, -1).expand(shape),
+                ),
+                dim=-1,
+            )
+            tables.append(table.reshape(1, num_frames * grid_h * grid_w, 1, -1))
+        return tables[0], tables[1]
+
+    def grid(self, height: int, width: int) -> tuple[int, int]:
+        _, p_h, p_w = self.patch_size
+        return height // p_h, width // p_w
+
+    @torch.no_grad()
+    def text_context(self, text_embeds: Tensor) -> TextContext:
+        """Project a prompt's encoder states once and precompute every layer's cross-attention K/V."""
+        context = self.wan.condition_embedder.text_embedder(text_embeds)
+        keys, values = [], []
+        for block in self.wan.blocks:
+            attn = block.attn2
+            if getattr(attn, "fused_projections", False):
+                k, v = attn.to_kv(context).chunk(2, dim=-1)
+            else:
+                k, v = attn.to_k(context), attn.to_v(context)
+            keys.append(attn.norm_k(k).unflatten(2, (attn.heads, -1)))
+            values.append(v.unflatten(2, (attn.heads, -1)))
+        return TextContext(tuple(keys), tuple(values))
+
+    @torch.no_grad()
+    def build_prefix(self, cache: KVCache, grid_h: int, grid_w: int) -> AttentionPrefix | None:
+        """Rotate every cached segment at its own frames and concatenate them in attention order."""
+        segments = cache.segments
+        if not segments:
+            return None
+        ropes = [self.rope(s.start_frame, s.num_frames, grid_h, grid_w) for s in segments]
+        keys, values = [], []
+        for layer in range(segments[0].num_layers):
+            keys.append(torch.cat([apply_rope(s.keys[layer], *r) for s, r in zip(segments, ropes)], dim=1))
+            values.append(torch.cat([s.values[layer] for s in segments], dim=1))
+        return AttentionPrefix(tuple(keys), tuple(values))
+
+    def _time_embedding(self, timestep: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        cond = self.wan.condition_embedder
+        t_freq = cond.timesteps_proj(timestep)
+        embedder_dtype = next(iter(cond.time_embedder.parameters())).dtype
+        temb = cond.time_embedder(t_freq.to(embedder_dtype)).to(dtype)
+        return temb, cond.time_proj(cond.act_fn(temb)).unflatten(1, (6, -1))
+
+    @torch.no_grad()
+    def forward_chunk(
+        self,
+        latents: Tensor,
+        timestep: Tensor,
+        start_frame: int,
+        text: TextContext,
+        prefix: AttentionPrefix | None,
+        capture_kv: bool = False,
+    ) -> tuple[Tensor, CacheSegment | None]:
+        """Flow prediction for one chunk [B, C, F, H, W] at `timestep` [B], frames starting at
+        `start_frame`, attending to `prefix` + itself. With `capture_kv`, also returns the chunk's
+        un-rotated K/V as a cache segment (the clean t=0 cache-write pass)."""
+        batch, _, frames, height, width = latents.shape
+        p_t, p_h, p_w = self.patch_size
+        grid_h, grid_w = height // p_h, width // p_w
+        wan = self.wan
+        ctx = _ChunkContext(self.rope(start_frame, frames, grid_h, grid_w), prefix, [] if capture_kv else None)
+
+        hidden = wan.patch_embedding(latents.to(wan.patch_embedding.weight.dtype))
+        hidden = hidden.flatten(2).transpose(1, 2).contiguous()
+        temb, timestep_proj = self._time_embedding(timestep, hidden.dtype)
+        for block in wan.blocks:
+            hidden = block(hidden, text, timestep_proj, ctx)
+
+        shift, scale = (wan.scale_shift_table.to(temb.device) + temb.unsqueeze(1)).chunk(2, dim=1)
+        hidden = (wan.norm_out(hidden.float()) * (1 + scale) + shift).type_as(hidden)
+        hidden = wan.proj_out(hidden)
+        hidden = hidden.reshape(batch, frames // p_t, grid_h, grid_w, p_t, p_h, p_w, -1)
+        flow = hidden.permute(0, 7, 1, 4, 2, 5, 3, 6).flatten(6, 7).flatten(4, 5).flatten(2, 3)
+
+        segment = None
+        if capture_kv:
+            keys, values = zip(*ctx.captured)
+            segment = CacheSegment(start_frame, frames, tuple(keys), tuple(values))
+        return flow, segment

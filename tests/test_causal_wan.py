@@ -1,0 +1,112 @@
+"""The cached chunk forward against diffusers' own forward (empty cache) and against one full
+block-causal forward with the equivalent sink + rolling-window mask (long enough to roll)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from diffusers import WanTransformer3DModel
+from diffusers.models.transformers.transformer_wan import WanAttnProcessor
+
+from engine.config import StreamConfig
+from engine.models.causal_wan import CausalWanTransformer
+from engine.models.kv_cache import KVCache
+from engine.models.presets import TINY
+
+LATENT_H = LATENT_W = 8
+TOKENS_PER_FRAME = (LATENT_H // 2) * (LATENT_W // 2)
+
+
+def tiny_wan(seed: int = 0) -> WanTransformer3DModel:
+    torch.manual_seed(seed)
+    return WanTransformer3DModel(**TINY.transformer).eval()
+
+
+class MaskedSelfAttention(WanAttnProcessor):
+    """diffusers' processor with a fixed boolean attention mask (test-only reference)."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.mask = mask
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
+        return super().__call__(attn, hidden_states, encoder_hidden_states, self.mask, rotary_emb)
+
+
+def block_causal_mask(num_frames: int, cfg: StreamConfig) -> torch.Tensor:
+    """Token mask: a chunk sees itself, the sink chunks and the `window_chunks` chunks before it."""
+    chunk = torch.arange(num_frames * TOKENS_PER_FRAME) // TOKENS_PER_FRAME // cfg.chunk_frames
+    q, k = chunk[:, None], chunk[None, :]
+    visible_past = (k < q) & ((k < cfg.sink_chunks) | (k >= q - cfg.window_chunks))
+    return (k == q) | visible_past
+
+
+def full_reference(wan, latents, timesteps_per_frame, text, cfg):
+    """diffusers' full forward over all frames with per-token timesteps and the block-causal mask."""
+    frames = latents.shape[2]
+    mask = block_causal_mask(frames, cfg)
+    saved = [b.attn1.processor for b in wan.blocks]
+    for b in wan.blocks:
+        b.attn1.set_processor(MaskedSelfAttention(mask))
+    try:
+        t = timesteps_per_frame.repeat_interleave(TOKENS_PER_FRAME)[None].expand(latents.shape[0], -1)
+        with torch.no_grad():
+            return wan(latents, t, text).sample
+    finally:
+        for b, p in zip(wan.blocks, saved):
+            b.attn1.set_processor(p)
+
+
+def test_first_chunk_equals_diffusers_forward():
+    wan = tiny_wan()
+    x = torch.randn(2, 16, 3, LATENT_H, LATENT_W)
+    t = torch.tensor([937.5, 500.0])
+    text = torch.randn(1, TINY.text_len, TINY.transformer["text_dim"])
+    with torch.no_grad():
+        expected = wan(x, t, text.expand(2, -1, -1)).sample
+    model = CausalWanTransformer(wan)
+    out, _ = model.forward_chunk(x, t, 0, model.text_context(text), None)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    # the wrapped model still runs diffusers' own bidirectional forward unchanged
+    with torch.no_grad():
+        torch.testing.assert_close(wan(x, t, text.expand(2, -1, -1)).sample, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [StreamConfig(), StreamConfig(chunk_frames=2, sink_frames=2, local_window_frames=8)],
+    ids=["longlive-3-3-12", "chunk2-sink2-window8"],
+)
+def test_streaming_equals_full_block_causal_forward(cfg: StreamConfig):
+    torch.manual_seed(1)
+    wan = tiny_wan()
+    model = CausalWanTransformer(wan)
+    num_chunks = cfg.sink_chunks + cfg.window_chunks + 1 + 3  # the window rolls 3 times
+    c = cfg.chunk_frames
+    clean = torch.randn(1, 16, num_chunks * c, LATENT_H, LATENT_W)
+    noisy = torch.randn(1, 16, num_chunks * c, LATENT_H, LATENT_W)
+    text = torch.randn(1, TINY.text_len, TINY.transformer["text_dim"])
+    text_ctx = model.text_context(text)
+    grid = model.grid(LATENT_H, LATENT_W)
+
+    cache, evictions = KVCache(), 0
+    for k in range(num_chunks):
+        sl = slice(k * c, (k + 1) * c)
+        t = 1000.0 * (0.3 + 0.1 * (k % 5))
+        prefix = model.build_prefix(cache, *grid)
+        flow, _ = model.forward_chunk(noisy[:, :, sl], torch.tensor([t]), k * c, text_ctx, prefix)
+        write_flow, segment = model.forward_chunk(clean[:, :, sl], torch.tensor([0.0]), k * c, text_ctx, prefix,
+                                                  capture_kv=True)
+        cache, evicted = cache.push(segment, cfg)
+        evictions += len(evicted)
+
+        # reference: clean past + this chunk noisy, all frames in one masked forward
+        inputs = torch.cat((clean[:, :, : k * c], noisy[:, :, sl]), dim=2)
+        t_frames = torch.cat((torch.zeros(k * c), torch.full((c,), t)))
+        expected = full_reference(wan, inputs, t_frames, text, cfg)[:, :, k * c :]
+        torch.testing.assert_close(flow, expected, rtol=1e-5, atol=1e-5)
+        expected_write = full_reference(wan, clean[:, :, : (k + 1) * c], torch.zeros((k + 1) * c), text, cfg)
+        torch.testing.assert_close(write_flow, expected_write[:, :, k * c :], rtol=1e-5, atol=1e-5)
+        assert cache.num_frames <= cfg.local_window_frames - c
+    assert evictions == num_chunks - cfg.sink_chunks - cfg.window_chunks  # every push past a full window evicts one
