@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from diffusers import WanTransformer3DModel
 from diffusers.models.transformers.transformer_wan import WanAttention, WanAttnProcessor, _get_qkv_projections
 from torch import Tensor, nn
@@ -199,7 +200,7 @@ class CausalWanTransformer(nn.Module):
         """Flow prediction for one chunk [B, C, F, H, W] at `timestep` [B], frames starting at
         `start_frame`, attending to `prefix` + itself. With `capture_kv`, also returns the chunk's
         un-rotated K/V as a cache segment (the clean t=0 cache-write pass)."""
-        batch, _, frames, height, width = latents.shape
+        _, _, frames, height, width = latents.shape
         p_t, p_h, p_w = self.patch_size
         grid_h, grid_w = height // p_h, width // p_w
         wan = self.wan
@@ -213,9 +214,11 @@ class CausalWanTransformer(nn.Module):
 
         shift, scale = (wan.scale_shift_table.to(temb.device) + temb.unsqueeze(1)).chunk(2, dim=1)
         hidden = (wan.norm_out(hidden.float()) * (1 + scale) + shift).type_as(hidden)
-        hidden = wan.proj_out(hidden)
-        hidden = hidden.reshape(batch, frames // p_t, grid_h, grid_w, p_t, p_h, p_w, -1)
-        flow = hidden.permute(0, 7, 1, 4, 2, 5, 3, 6).flatten(6, 7).flatten(4, 5).flatten(2, 3)
+        flow = rearrange(
+            wan.proj_out(hidden),
+            "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)",
+            f=frames // p_t, h=grid_h, w=grid_w, pt=p_t, ph=p_h, pw=p_w,
+        )
 
         segment = None
         if capture_kv:

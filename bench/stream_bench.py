@@ -1,0 +1,84 @@
+"""Base streaming speed at real size: LongLive architecture, random-init weights (speed does not
+depend on them), bf16, 480x832. Prints a per-chunk phase table and FPS over a rolled window.
+
+    python bench/stream_bench.py --chunks 12 --warmup 2 [--compile] [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from engine.config import StreamConfig
+from engine.models.factory import random_models
+from engine.models.presets import PRESETS
+from engine.stream import StreamGenerator
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--chunks", type=int, default=12, help="timed chunks (after warm-up)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks")
+    parser.add_argument("--json", help="write the measurements here")
+    parser.add_argument("--preset", default="longlive", choices=sorted(PRESETS), help="tiny: CPU smoke test")
+    parser.add_argument("--device", default="cuda")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    preset = PRESETS[args.preset]
+    models = random_models(preset, device, dtype, with_text_encoder=False)
+    if args.compile:
+        for block in models.transformer.wan.blocks:
+            block.compile(dynamic=True)
+    config = StreamConfig()
+    gen = StreamGenerator(models, config, seed=42)
+    torch.manual_seed(0)
+    gen.set_text_states(torch.randn(1, preset.text_len, preset.transformer["text_dim"]))
+
+    for _ in range(args.warmup):
+        gen.step()
+    rows, frames = [], 0
+    sync = gen.timer.sync
+    sync()
+    start = time.perf_counter()
+    for _ in range(args.chunks):
+        chunk = gen.step()
+        frames += chunk.frames.shape[2]
+        rows.append({"chunk": chunk.index, **chunk.seconds, "cache_frames": gen.cache.num_frames})
+    sync()
+    wall = time.perf_counter() - start
+
+    phases = ["denoise", "cache_write", "decode"]
+    print(f"{'chunk':>5} {'denoise ms':>11} {'cache ms':>9} {'decode ms':>10} {'total ms':>9} {'cached frames':>14}")
+    for r in rows:
+        total = sum(r[p] for p in phases)
+        print(f"{r['chunk']:>5} {r['denoise'] * 1e3:>11.1f} {r['cache_write'] * 1e3:>9.1f} {r['decode'] * 1e3:>10.1f} "
+              f"{total * 1e3:>9.1f} {r['cache_frames']:>14}")
+    median = {p: statistics.median(r[p] for r in rows) for p in phases}
+    result = {
+        "gpu": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "compile": args.compile,
+        "chunks": args.chunks,
+        "frames": frames,
+        "wall_s": wall,
+        "fps": frames / wall,
+        "median_ms": {p: v * 1e3 for p, v in median.items()},
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0.0,
+    }
+    print(f"median per chunk: " + ", ".join(f"{p} {v:.1f} ms" for p, v in result["median_ms"].items()))
+    print(f"FPS {result['fps']:.2f} ({frames} frames in {wall:.2f} s), peak {result['peak_gib']:.1f} GiB, "
+          f"compile={args.compile}, {result['gpu']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": rows, **result}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

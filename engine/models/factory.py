@@ -1,0 +1,96 @@
+"""Build the three networks of a preset: random-init (tiny, benchmarks) or from real checkpoints."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKLWan, WanTransformer3DModel
+from torch import nn
+from transformers import UMT5Config, UMT5EncoderModel
+
+from engine.errors import WeightsError
+from engine.models.causal_wan import CausalWanTransformer
+from engine.models.presets import Preset
+from engine.models.text_encoder import PromptEncoder, build_byte_tokenizer
+from engine.models.vae_stream import StreamingVaeDecoder
+
+MODEL_DIR_ENV = "STREAMT1_MODEL_DIR"
+
+
+@dataclass
+class Models:
+    """Everything the stream needs, on one device."""
+
+    preset: Preset
+    transformer: CausalWanTransformer
+    decoder: StreamingVaeDecoder
+    prompts: PromptEncoder | None  # None only in benchmarks that feed random text states
+    device: torch.device
+    dtype: torch.dtype
+
+
+def cast_for_inference(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Cast to `dtype` but keep the modules diffusers keeps in fp32 (norms, time embedder, tables),
+    as `from_pretrained(torch_dtype=...)` does, so random-init and loaded models run alike."""
+    nn.Module.to(model, dtype)  # the base method: diffusers' override warns about exactly what we do next
+    keep = getattr(model, "_keep_in_fp32_modules", None) or []
+    for name, module in model.named_modules():
+        if any(k in name.split(".") for k in keep):
+            module.float()
+    return model.eval().requires_grad_(False)
+
+
+def random_models(preset: Preset, device: torch.device, dtype: torch.dtype, with_text_encoder: bool = True) -> Models:
+    """Random-init networks of the preset's sizes, seeded: the tiny preset, and speed benchmarks
+    (speed does not depend on the weights)."""
+    torch.manual_seed(preset.seed)
+    with torch.device(device):
+        wan = WanTransformer3DModel(**preset.transformer)
+        vae = AutoencoderKLWan(**preset.vae)
+        prompts = None
+        if with_text_encoder:
+            encoder = UMT5EncoderModel(UMT5Config(**preset.text_encoder))
+            prompts = PromptEncoder(cast_for_inference(encoder, dtype), build_byte_tokenizer(), preset.text_len)
+    return Models(
+        preset=preset,
+        transformer=CausalWanTransformer(cast_for_inference(wan, dtype)),
+        decoder=StreamingVaeDecoder(cast_for_inference(vae, dtype)),
+        prompts=prompts,
+        device=device,
+        dtype=dtype,
+    )
+
+
+def resolve_model_dir(model_dir: Path | None) -> Path:
+    """The weights folder from --model-dir or $STREAMT1_MODEL_DIR, or a one-line error saying how."""
+    if model_dir is None and os.environ.get(MODEL_DIR_ENV):
+        model_dir = Path(os.environ[MODEL_DIR_ENV])
+    if model_dir is None:
+        raise WeightsError(
+            f"the longlive preset needs downloaded weights: pass --model-dir DIR or set {MODEL_DIR_ENV} "
+            "(fetch them with `streamt1 download --model-dir DIR`), or use --preset tiny"
+        )
+    if not model_dir.is_dir():
+        raise WeightsError(f"model dir {model_dir} does not exist: run `streamt1 download --model-dir {model_dir}`")
+    return model_dir
+
+
+def load_models(preset: Preset, model_dir: Path | None, device: torch.device, dtype: torch.dtype) -> Models:
+    """The preset's networks: random-init when it is untrained, else read from the weights folder."""
+    if not preset.trained:
+        return random_models(preset, device, dtype)
+    from engine.models.checkpoints import load_longlive_models
+
+    loaded = load_longlive_models(resolve_model_dir(model_dir), dtype)
+    return Models(
+        preset=preset,
+        transformer=CausalWanTransformer(cast_for_inference(loaded.transformer, dtype).to(device)),
+        decoder=StreamingVaeDecoder(cast_for_inference(loaded.vae, dtype).to(device)),
+        prompts=PromptEncoder(cast_for_inference(loaded.text_encoder, dtype).to(device), loaded.tokenizer,
+                              preset.text_len),
+        device=device,
+        dtype=dtype,
+    )

@@ -1,0 +1,3 @@
+from streamt1_cli.app import main
+
+main()
