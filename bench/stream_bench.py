@@ -12,9 +12,10 @@ import statistics
 import time
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from engine.config import StreamConfig
-from engine.models.factory import random_models
+from engine.models.factory import random_models, tune_for_cuda
 from engine.models.presets import PRESETS
 from engine.stream import StreamGenerator
 
@@ -23,19 +24,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chunks", type=int, default=12, help="timed chunks (after warm-up)")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks and VAE residual blocks")
     parser.add_argument("--json", help="write the measurements here")
     parser.add_argument("--preset", default="longlive", choices=sorted(PRESETS), help="tiny: CPU smoke test")
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--attention", default="auto", choices=["auto", "flash", "cudnn", "efficient"],
+                        help="pin the SDPA backend (auto: PyTorch's choice)")
+    parser.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN autotune the VAE convs")
     args = parser.parse_args()
 
     device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    if args.attention != "auto":
+        backend = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
+                   "efficient": SDPBackend.EFFICIENT_ATTENTION}[args.attention]
+        sdpa_kernel(backend).__enter__()  # for the whole process
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     preset = PRESETS[args.preset]
     models = random_models(preset, device, dtype, with_text_encoder=False)
-    if args.compile:
-        for block in models.transformer.wan.blocks:
-            block.compile(dynamic=True)
+    if device.type == "cuda":
+        tune_for_cuda(models, compile_blocks=args.compile)
     config = StreamConfig()
     gen = StreamGenerator(models, config, seed=42)
     torch.manual_seed(0)
@@ -65,6 +73,8 @@ def main() -> None:
         "gpu": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "compile": args.compile,
+        "attention": args.attention,
+        "cudnn_benchmark": args.cudnn_benchmark,
         "chunks": args.chunks,
         "frames": frames,
         "wall_s": wall,
@@ -74,7 +84,8 @@ def main() -> None:
     }
     print(f"median per chunk: " + ", ".join(f"{p} {v:.1f} ms" for p, v in result["median_ms"].items()))
     print(f"FPS {result['fps']:.2f} ({frames} frames in {wall:.2f} s), peak {result['peak_gib']:.1f} GiB, "
-          f"compile={args.compile}, {result['gpu']}")
+          f"compile={args.compile}, "
+          f"attention={args.attention}, cudnn.benchmark={args.cudnn_benchmark}, {result['gpu']}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"rows": rows, **result}, f, indent=1)

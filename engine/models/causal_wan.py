@@ -10,7 +10,7 @@ We keep diffusers' modules and its block forward unchanged and own only what str
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -59,24 +59,34 @@ class AttentionPrefix:
 
 
 @dataclass
-class _ChunkContext:
-    """Travels through diffusers' block forward in the `rotary_emb` slot."""
+class _LayerContext:
+    """What one layer's self-attention needs; travels through diffusers' block forward in the
+    `rotary_emb` slot. Holding tensors (not a layer index) keeps every layer's graph identical for
+    torch.compile."""
 
     rope: RopeTables
-    prefix: AttentionPrefix | None
-    captured: list[tuple[Tensor, Tensor]] | None = field(default=None)
+    prefix_keys: Tensor | None
+    prefix_values: Tensor | None
+    captured: list[tuple[Tensor, Tensor]] | None
+
+
+@dataclass(frozen=True)
+class _LayerText:
+    """One layer's cross-attention K/V; travels in the `encoder_hidden_states` slot."""
+
+    keys: Tensor
+    values: Tensor
 
 
 class _CausalSelfAttention:
     """Self-attention of the current chunk over [prefix + chunk]; captures un-rotated K/V if asked."""
 
-    def __init__(self, layer: int) -> None:
-        self.layer = layer
+    def __init__(self) -> None:
         self.fallback = WanAttnProcessor()
 
     def __call__(self, attn: WanAttention, hidden_states: Tensor, encoder_hidden_states=None,
                  attention_mask=None, rotary_emb=None) -> Tensor:
-        if not isinstance(rotary_emb, _ChunkContext):
+        if not isinstance(rotary_emb, _LayerContext):
             return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         ctx = rotary_emb
         q, k, v = _get_qkv_projections(attn, hidden_states, None)
@@ -86,11 +96,10 @@ class _CausalSelfAttention:
         if ctx.captured is not None:
             ctx.captured.append((k, v))
         q, k = apply_rope(q, *ctx.rope), apply_rope(k, *ctx.rope)
-        if ctx.prefix is not None:
+        if ctx.prefix_keys is not None:
             batch = q.shape[0]
-            pk, pv = ctx.prefix.keys[self.layer], ctx.prefix.values[self.layer]
-            k = torch.cat((pk.expand(batch, -1, -1, -1), k), dim=1)
-            v = torch.cat((pv.expand(batch, -1, -1, -1), v), dim=1)
+            k = torch.cat((ctx.prefix_keys.expand(batch, -1, -1, -1), k), dim=1)
+            v = torch.cat((ctx.prefix_values.expand(batch, -1, -1, -1), v), dim=1)
         out = _attend(q, k, v).type_as(hidden_states)
         return attn.to_out[1](attn.to_out[0](out))
 
@@ -98,18 +107,17 @@ class _CausalSelfAttention:
 class _CachedCrossAttention:
     """Cross-attention reading the prompt's precomputed K/V instead of projecting text every call."""
 
-    def __init__(self, layer: int) -> None:
-        self.layer = layer
+    def __init__(self) -> None:
         self.fallback = WanAttnProcessor()
 
     def __call__(self, attn: WanAttention, hidden_states: Tensor, encoder_hidden_states=None,
                  attention_mask=None, rotary_emb=None) -> Tensor:
-        if not isinstance(encoder_hidden_states, TextContext):
+        if not isinstance(encoder_hidden_states, _LayerText):
             return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         q = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1))
         batch = q.shape[0]
-        k = encoder_hidden_states.keys[self.layer].expand(batch, -1, -1, -1)
-        v = encoder_hidden_states.values[self.layer].expand(batch, -1, -1, -1)
+        k = encoder_hidden_states.keys.expand(batch, -1, -1, -1)
+        v = encoder_hidden_states.values.expand(batch, -1, -1, -1)
         out = _attend(q, k, v).type_as(hidden_states)
         return attn.to_out[1](attn.to_out[0](out))
 
@@ -120,9 +128,9 @@ class CausalWanTransformer(nn.Module):
     def __init__(self, wan: WanTransformer3DModel) -> None:
         super().__init__()
         self.wan = wan
-        for i, block in enumerate(wan.blocks):
-            block.attn1.set_processor(_CausalSelfAttention(i))
-            block.attn2.set_processor(_CachedCrossAttention(i))
+        for block in wan.blocks:
+            block.attn1.set_processor(_CausalSelfAttention())
+            block.attn2.set_processor(_CachedCrossAttention())
 
     @property
     def patch_size(self) -> tuple[int, int, int]:
@@ -204,13 +212,20 @@ class CausalWanTransformer(nn.Module):
         p_t, p_h, p_w = self.patch_size
         grid_h, grid_w = height // p_h, width // p_w
         wan = self.wan
-        ctx = _ChunkContext(self.rope(start_frame, frames, grid_h, grid_w), prefix, [] if capture_kv else None)
+        rope = self.rope(start_frame, frames, grid_h, grid_w)
+        captured: list[tuple[Tensor, Tensor]] | None = [] if capture_kv else None
 
         hidden = wan.patch_embedding(latents.to(wan.patch_embedding.weight.dtype))
         hidden = hidden.flatten(2).transpose(1, 2).contiguous()
         temb, timestep_proj = self._time_embedding(timestep, hidden.dtype)
-        for block in wan.blocks:
-            hidden = block(hidden, text, timestep_proj, ctx)
+        for layer, block in enumerate(wan.blocks):
+            ctx = _LayerContext(
+                rope,
+                None if prefix is None else prefix.keys[layer],
+                None if prefix is None else prefix.values[layer],
+                captured,
+            )
+            hidden = block(hidden, _LayerText(text.keys[layer], text.values[layer]), timestep_proj, ctx)
 
         shift, scale = (wan.scale_shift_table.to(temb.device) + temb.unsqueeze(1)).chunk(2, dim=1)
         hidden = (wan.norm_out(hidden.float()) * (1 + scale) + shift).type_as(hidden)
@@ -222,6 +237,6 @@ class CausalWanTransformer(nn.Module):
 
         segment = None
         if capture_kv:
-            keys, values = zip(*ctx.captured)
+            keys, values = zip(*captured)
             segment = CacheSegment(start_frame, frames, tuple(keys), tuple(values))
         return flow, segment

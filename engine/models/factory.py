@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKLWan, WanTransformer3DModel
+from diffusers import AutoencoderKLWan, ModelMixin, WanTransformer3DModel
+from diffusers.models.autoencoders.autoencoder_kl_wan import WanResidualBlock
 from torch import nn
 from transformers import UMT5Config, UMT5EncoderModel
 
@@ -33,14 +34,29 @@ class Models:
 
 
 def cast_for_inference(model: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """Cast to `dtype` but keep the modules diffusers keeps in fp32 (norms, time embedder, tables),
-    as `from_pretrained(torch_dtype=...)` does, so random-init and loaded models run alike."""
-    nn.Module.to(model, dtype)  # the base method: diffusers' override warns about exactly what we do next
-    keep = getattr(model, "_keep_in_fp32_modules", None) or []
-    for name, module in model.named_modules():
-        if any(k in name.split(".") for k in keep):
-            module.float()
+    """Cast floating tensors to `dtype` except those diffusers keeps in fp32 (norms, time embedder,
+    rotary tables), as `from_pretrained(torch_dtype=...)` does, so random-init and loaded models run
+    alike. Kept tensors are never round-tripped through `dtype` (no precision lost)."""
+    keep = model._keep_in_fp32_modules or [] if isinstance(model, ModelMixin) else []
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not any(k in name.split(".") for k in keep):
+            tensor.data = tensor.data.to(dtype)
     return model.eval().requires_grad_(False)
+
+
+def tune_for_cuda(models: "Models", compile_blocks: bool) -> None:
+    """Speed settings measured on an H100 (docs/performance.md): channels-last VAE convs, and
+    optionally torch.compile of the transformer blocks and VAE residual blocks (slow first chunk)."""
+    for module in models.decoder.vae.modules():
+        if isinstance(module, nn.Conv3d):
+            module.to(memory_format=torch.channels_last_3d)
+    if compile_blocks:
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        for block in models.transformer.wan.blocks:
+            block.compile()
+        for module in models.decoder.vae.decoder.modules():
+            if isinstance(module, WanResidualBlock):
+                module.compile()
 
 
 def random_models(preset: Preset, device: torch.device, dtype: torch.dtype, with_text_encoder: bool = True) -> Models:
