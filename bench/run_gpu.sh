@@ -6,6 +6,7 @@ export PYTHONPATH=$PWD
 OUT=${OUT:-.bench_out}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-python3 bench/decode_bench.py 2>&1 | tee "$OUT/decode.txt"
-python3 bench/stream_bench.py --chunks 12 --warmup 2 --json "$OUT/stream_eager.json" 2>&1 | tee "$OUT/stream_eager.txt"
-python3 bench/stream_bench.py --chunks 12 --warmup 3 --compile --json "$OUT/stream_compile.json" 2>&1 | tee "$OUT/stream_compile.txt"
+run() { name=$1; shift; python3 bench/stream_bench.py --chunks 12 "$@" --json "$OUT/$name.json" 2>&1 | grep -v "^W1" | tee "$OUT/$name.txt"; }
+run base_eager_serial --warmup 2 --no-overlap
+run base_eager_overlap --warmup 2
+run base_compile_overlap --warmup 3 --compile

@@ -1,14 +1,17 @@
 """The chunk loop: prompt + stream state -> next chunk (noise -> 4-step denoise -> cache write ->
-decode). This is plain LongLive streaming; test-time scaling builds on the same pieces."""
+decode, the decode overlapping the next chunk on CUDA). This is plain LongLive streaming; test-time
+scaling builds on the same pieces."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from engine.config import StreamConfig
+from engine.decode_queue import DecodeQueue, PendingFrames
 from engine.models.causal_wan import TextContext
 from engine.models.factory import Models
 from engine.models.kv_cache import KVCache
@@ -18,12 +21,22 @@ from engine.timing import PhaseTimer
 
 @dataclass(frozen=True)
 class ChunkResult:
-    """One generated chunk: clean latents, its decoded frames and where the time went."""
+    """One generated chunk: clean latents, its (possibly still decoding) frames, phase times."""
 
     index: int
     latents: Tensor  # [1, C, F, h, w] float32, on the model device
-    frames: Tensor  # [1, 3, F_out, H, W] float32 in [-1, 1], on the CPU
-    seconds: dict[str, float]
+    pending: PendingFrames
+    phase_seconds: dict[str, float]  # denoise, cache_write (main stream)
+
+    @property
+    def frames(self) -> Tensor:
+        """[1, 3, F_out, H, W] float32 in [-1, 1] on the CPU; waits for the decode."""
+        return self.pending.result()
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        """Phase times including the decode's own (GPU) time; waits for the decode."""
+        return {**self.phase_seconds, "decode": self.pending.seconds}
 
 
 def chunk_seed(seed: int, chunk: int) -> int:
@@ -35,7 +48,7 @@ def chunk_seed(seed: int, chunk: int) -> int:
 class StreamGenerator:
     """Generates a video chunk by chunk with a rolling KV cache and a streaming VAE decoder."""
 
-    def __init__(self, models: Models, config: StreamConfig, seed: int) -> None:
+    def __init__(self, models: Models, config: StreamConfig, seed: int, overlap_decode: bool = True) -> None:
         self.models = models
         self.config = config
         self.seed = seed
@@ -46,6 +59,7 @@ class StreamGenerator:
         self._text: TextContext | None = None
         self._text_cache: dict[str, TextContext] = {}
         models.decoder.reset(1)
+        self.decodes = DecodeQueue(models.decoder, models.device, overlap_decode)
 
     def set_prompt(self, prompt: str) -> None:
         """Prompt for the chunks from now on (its cross-attention K/V are computed once)."""
@@ -86,8 +100,18 @@ class StreamGenerator:
             zero_t = torch.zeros(1, device=device)
             _, segment = model.forward_chunk(latents, zero_t, start, self._text, prefix, capture_kv=True)
             self.cache, _ = self.cache.push(segment, self.config)
-        with timer.phase("decode"):
-            frames = self.models.decoder.decode_chunk(latents).cpu()
-        result = ChunkResult(self.chunk, latents, frames, timer.take())
+        result = ChunkResult(self.chunk, latents, self.decodes.submit(latents), timer.take())
         self.chunk += 1
         return result
+
+    def stream(self, num_chunks: int) -> Iterator[ChunkResult]:
+        """Yield `num_chunks` chunks, each once the NEXT one is queued, so its decode overlaps the
+        next chunk's denoising; the caller reads `frames` without stalling the GPU."""
+        pending: ChunkResult | None = None
+        for _ in range(num_chunks):
+            chunk = self.step()
+            if pending is not None:
+                yield pending
+            pending = chunk
+        if pending is not None:
+            yield pending

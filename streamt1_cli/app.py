@@ -124,8 +124,7 @@ def new(
         console.print(UNTRAINED_LABEL)
     video_path = session / "video.mp4"
     with Mp4Writer(video_path, config.fps) as writer, StreamView(console, num_chunks, f"{preset.value} {dev.type}", quiet) as view:
-        for _ in range(num_chunks):
-            chunk = generator.step()
+        for chunk in generator.stream(num_chunks):
             writer.append(chunk.frames[0])
             view.update(chunk)
     label = " (untrained tiny preset)" if not preset_cfg.trained else ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -17,7 +19,7 @@ class StreamView:
         self.console = console
         self.quiet = quiet
         self.frames = 0
-        self.seconds = 0.0
+        self._start = time.perf_counter()
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -38,9 +40,8 @@ class StreamView:
         self._progress.stop()
 
     def update(self, chunk: ChunkResult) -> None:
-        took = sum(chunk.seconds.values())
         self.frames += chunk.frames.shape[2]
-        self.seconds += took
+        fps = self.frames / max(time.perf_counter() - self._start, 1e-9)
         split = " ".join(f"{name} {sec * 1000:.0f}ms" for name, sec in chunk.seconds.items())
-        stats = f"{self.frames} frames  {self.frames / max(self.seconds, 1e-9):.1f} fps  [dim]{split}[/]"
+        stats = f"{self.frames} frames  {fps:.1f} fps  [dim]{split}[/]"
         self._progress.update(self._task, advance=1, stats=stats)
