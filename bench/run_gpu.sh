@@ -10,3 +10,4 @@ run() { name=$1; shift; python3 bench/stream_bench.py --chunks 12 "$@" --json "$
 run base_eager_serial --warmup 2 --no-overlap
 run base_eager_overlap --warmup 2
 run base_compile_overlap --warmup 3 --compile
+python3 bench/decode_bench.py 2>&1 | tee "$OUT/decode.txt"

@@ -44,9 +44,11 @@ def cast_for_inference(model: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 
 def tune_for_cuda(models: "Models", compile_blocks: bool) -> None:
-    """Speed settings measured on an H100 (docs/performance.md): channels-last VAE convs, and
+    """Speed settings measured on an H100 (docs/performance.md): one VAE decoder call per chunk,
+    channels-last VAE convs, and
     optionally torch.compile of the transformer blocks (slow first chunks). Compiling the VAE's
     residual blocks was measured slower (334 -> 426 ms a chunk), so it is not done."""
+    models.decoder.whole_chunks = True
     for module in models.decoder.vae.modules():
         if isinstance(module, nn.Conv3d):
             module.to(memory_format=torch.channels_last_3d)

@@ -53,11 +53,13 @@ class StreamingVaeDecoder:
     """Decodes normalized latent chunks [B, z, F, h, w] to pixels, continuing one causal video.
 
     Output equals one `vae.decode` of all chunks concatenated (the first latent frame gives 1 pixel
-    frame, every later one 4). Tiling and slicing of the VAE are not used.
+    frame, every later one 4). Tiling and slicing of the VAE are not used. `whole_chunks` decodes each
+    later chunk in one decoder call (faster on GPUs; equal up to float rounding, ~4e-6).
     """
 
-    def __init__(self, vae: AutoencoderKLWan) -> None:
+    def __init__(self, vae: AutoencoderKLWan, whole_chunks: bool = False) -> None:
         self.vae = vae
+        self.whole_chunks = whole_chunks
         self._num_convs = sum(isinstance(m, WanCausalConv3d) for m in vae.decoder.modules())
         cfg = vae.config
         self._mean = torch.tensor(cfg.latents_mean).view(1, cfg.z_dim, 1, 1, 1)
@@ -95,13 +97,20 @@ class StreamingVaeDecoder:
         # De-normalize exactly as WanPipeline does before vae.decode.
         z = z / self._std_inv.to(z.device, z.dtype) + self._mean.to(z.device, z.dtype)
         x = vae.post_quant_conv(z)
-        outs = []
-        for i in range(x.shape[2]):
-            outs.append(
-                vae.decoder(x[:, :, i : i + 1], feat_cache=self._feats, feat_idx=[0], first_chunk=self._frames == 0)
-            )
-            self._frames += 1
-        out = torch.cat(outs, 2)
+        if self.whole_chunks and self._frames >= 2:
+            # One decoder call for all frames of the chunk: the causal convs see the same inputs,
+            # 3x fewer (and larger) kernels; equal to the frame-by-frame result up to fp rounding.
+            out = vae.decoder(x, feat_cache=self._feats, feat_idx=[0], first_chunk=False)
+            self._frames += x.shape[2]
+        else:
+            outs = []
+            for i in range(x.shape[2]):
+                outs.append(
+                    vae.decoder(x[:, :, i : i + 1], feat_cache=self._feats, feat_idx=[0],
+                                first_chunk=self._frames == 0)
+                )
+                self._frames += 1
+            out = torch.cat(outs, 2)
         if vae.config.patch_size is not None:
             out = unpatchify(out, patch_size=vae.config.patch_size)
         return out.clamp(-1.0, 1.0).float()
