@@ -45,15 +45,15 @@ def main() -> None:
     shape = (1, 16, 3, LONGLIVE.latent_height, LONGLIVE.latent_width)
     latents = [torch.randn(shape, device=device) for _ in range(6)]
     print(f"{'setting':<34} {'ms/chunk':>9}")
-    for bench_mode in (False, True):
-        torch.backends.cudnn.benchmark = bench_mode
+    for whole_chunks in (False, True):
+        decoder.whole_chunks = whole_chunks
         for fmt in ("contiguous", "channels_last_3d"):
             set_conv_format(vae, torch.channels_last_3d if fmt != "contiguous" else torch.contiguous_format)
+            time_decode(decoder, latents)  # warm-up
             ms = time_decode(decoder, latents)
-            ms = time_decode(decoder, latents)  # second pass: after cudnn autotuning
-            print(f"cudnn.benchmark={bench_mode!s:<5} {fmt:<16} {ms:>9.1f}")
+            mode = "whole chunk" if whole_chunks else "frame by frame"
+            print(f"{mode:<15} {fmt:<18} {ms:>9.1f}")
     if args.profile:
-        torch.backends.cudnn.benchmark = True
         set_conv_format(vae, torch.contiguous_format)
         decoder.reset(1)
         decoder.decode_chunk(latents[0])
