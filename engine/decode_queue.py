@@ -43,17 +43,21 @@ class DecodeQueue:
 
     def __init__(self, decoder: StreamingVaeDecoder, device: torch.device, overlap: bool = True) -> None:
         self.decoder = decoder
-        self.stream = torch.cuda.Stream(device) if overlap and device.type == "cuda" else None
+        self.device = device
+        self.side_stream = torch.cuda.Stream(device) if overlap and device.type == "cuda" else None
 
     def submit(self, latents: Tensor) -> PendingFrames:
-        if self.stream is None:
+        if self.device.type != "cuda":
             start = time.perf_counter()
             frames = self.decoder.decode_chunk(latents)
             return PendingFrames(frames, None, None, time.perf_counter() - start)
         start, done = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        self.stream.wait_stream(torch.cuda.current_stream(latents.device))
-        with torch.cuda.stream(self.stream):
-            latents.record_stream(self.stream)
+        main = torch.cuda.current_stream(self.device)
+        stream = self.side_stream or main
+        if stream is not main:
+            stream.wait_stream(main)
+            latents.record_stream(stream)
+        with torch.cuda.stream(stream):
             start.record()
             frames = self.decoder.decode_chunk(latents)
             done.record()

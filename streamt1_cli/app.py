@@ -13,7 +13,7 @@ from rich.console import Console
 
 from engine.config import StreamConfig
 from engine.errors import StreamT1Error
-from engine.models.factory import MODEL_DIR_ENV, load_models
+from engine.models.factory import MODEL_DIR_ENV, load_models, tune_for_cuda
 from engine.models.presets import PRESETS
 from engine.stream import StreamGenerator
 from sessions.video import Mp4Writer
@@ -86,10 +86,9 @@ def chunks_for(seconds: float | None, chunks: int | None, config: StreamConfig) 
     return max(1, round((seconds * config.fps + 3) / frames_per_chunk))
 
 
-def prepare_session_dir(path: Path) -> None:
+def check_new_session_dir(path: Path) -> None:
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         fail(f"{path} already exists and is not an empty folder: choose a new --session path")
-    path.mkdir(parents=True, exist_ok=True)
 
 
 @app.command()
@@ -104,6 +103,7 @@ def new(
     device: Annotated[DeviceName, typer.Option(help="Where to run; auto picks cuda when available.")] = DeviceName.auto,
     dtype: Annotated[DtypeName, typer.Option(help="Compute dtype; auto: bfloat16 on cuda, float32 on cpu.")] = DtypeName.auto,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view (logs, CI).")] = False,
+    compile_blocks: Annotated[bool, typer.Option("--compile", help="torch.compile the transformer blocks (CUDA; slower start).")] = False,
 ) -> None:
     """Generate a new video, chunk by chunk."""
     if not prompt.strip():
@@ -113,13 +113,16 @@ def new(
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     preset_cfg = PRESETS[preset.value]
-    prepare_session_dir(session)
+    check_new_session_dir(session)
     try:
         models = load_models(preset_cfg, model_dir, dev, dt)
         generator = StreamGenerator(models, config, seed)
         generator.set_prompt(prompt)
     except StreamT1Error as err:
         fail(str(err))
+    if dev.type == "cuda":
+        tune_for_cuda(models, compile_blocks=compile_blocks)
+    session.mkdir(parents=True, exist_ok=True)
     if not preset_cfg.trained:
         console.print(UNTRAINED_LABEL)
     video_path = session / "video.mp4"
@@ -130,6 +133,31 @@ def new(
     label = " (untrained tiny preset)" if not preset_cfg.trained else ""
     console.print(f"wrote {video_path}: {writer.frames_written} frames, "
                   f"{preset_cfg.width}x{preset_cfg.height} @ {config.fps} fps{label}")
+
+
+class LayoutName(str, Enum):
+    original = "original"
+    diffusers = "diffusers"
+
+
+@app.command()
+def download(
+    model_dir: Annotated[Path, typer.Option(envvar=MODEL_DIR_ENV, help="Folder to fill (then pass it as --model-dir).")],
+    layout: Annotated[LayoutName, typer.Option(help="Wan2.1 in its original layout or the diffusers one; both load.")] = LayoutName.original,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be fetched, fetch nothing.")] = False,
+) -> None:
+    """Fetch the real weights (Wan2.1-T2V-1.3B, LongLive base + LoRA) from the Hugging Face Hub."""
+    from engine.models.download import download_models, download_plan
+
+    for item in download_plan(model_dir, layout.value):
+        console.print(f"{item.repo_id}: {', '.join(item.files)} -> {item.local_dir}", highlight=False)
+    if dry_run:
+        return
+    try:
+        download_models(model_dir, layout.value)
+    except StreamT1Error as err:
+        fail(str(err))
+    console.print(f"done: run `streamt1 new PROMPT --preset longlive --model-dir {model_dir} --session DIR`")
 
 
 def main() -> None:

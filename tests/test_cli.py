@@ -61,3 +61,16 @@ def test_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     assert (occupied / "keep.txt").read_text() == "mine"
     if not torch.cuda.is_available():
         assert "no CUDA GPU" in one_line_error(["new", "x", "--session", s, "--device", "cuda"])
+
+
+def test_download_dry_run_prints_plan(tmp_path: Path):
+    result = runner.invoke(app, ["download", "--model-dir", str(tmp_path / "w"), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "Wan-AI/Wan2.1-T2V-1.3B" in result.output and "Efficient-Large-Model/LongLive" in result.output
+    assert not (tmp_path / "w").exists()
+
+
+def test_every_command_has_help():
+    for args in (["--help"], ["new", "--help"], ["download", "--help"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0 and "Usage" in result.output
