@@ -53,6 +53,9 @@ def tune_for_cuda(models: "Models", compile_blocks: bool) -> None:
         if isinstance(module, nn.Conv3d):
             module.to(memory_format=torch.channels_last_3d)
     if compile_blocks:
+        # One graph serves all 30 blocks, but chunk 0 (no prefix), the growing window and the
+        # cache-write pass are variants of it: allow them instead of falling back to eager.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         for block in models.transformer.wan.blocks:
             block.compile()
 
