@@ -31,10 +31,14 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return torch.stack((x1 * c - x2 * s, x1 * s + x2 * c), dim=-1).flatten(-2).type_as(x)
 
 
-def _attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """Plain softmax attention on [B, S, H, D] tensors; returns [B, S, H*D]."""
+def _attend_and_project(attn: WanAttention, q: Tensor, k: Tensor, v: Tensor, like: Tensor) -> Tensor:
+    """Softmax attention on [B, S, H, D] tensors (k/v batch broadcast to q's), then the output
+    projection, in `like`'s dtype."""
+    batch = q.shape[0]
+    k, v = k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-    return out.transpose(1, 2).flatten(2, 3)
+    out = out.transpose(1, 2).flatten(2, 3).type_as(like)
+    return attn.to_out[1](attn.to_out[0](out))
 
 
 @dataclass(frozen=True)
@@ -78,16 +82,14 @@ class _LayerText:
     values: Tensor
 
 
-class _CausalSelfAttention:
-    """Self-attention of the current chunk over [prefix + chunk]; captures un-rotated K/V if asked."""
-
-    def __init__(self) -> None:
-        self.fallback = WanAttnProcessor()
+class _CausalSelfAttention(WanAttnProcessor):
+    """Self-attention of the current chunk over [prefix + chunk]; captures un-rotated K/V if asked.
+    Without our layer context it is diffusers' own processor."""
 
     def __call__(self, attn: WanAttention, hidden_states: Tensor, encoder_hidden_states=None,
                  attention_mask=None, rotary_emb=None) -> Tensor:
         if not isinstance(rotary_emb, _LayerContext):
-            return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
+            return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         ctx = rotary_emb
         q, k, v = _get_qkv_projections(attn, hidden_states, None)
         q = attn.norm_q(q).unflatten(2, (attn.heads, -1))
@@ -100,26 +102,19 @@ class _CausalSelfAttention:
             batch = q.shape[0]
             k = torch.cat((ctx.prefix_keys.expand(batch, -1, -1, -1), k), dim=1)
             v = torch.cat((ctx.prefix_values.expand(batch, -1, -1, -1), v), dim=1)
-        out = _attend(q, k, v).type_as(hidden_states)
-        return attn.to_out[1](attn.to_out[0](out))
+        return _attend_and_project(attn, q, k, v, hidden_states)
 
 
-class _CachedCrossAttention:
-    """Cross-attention reading the prompt's precomputed K/V instead of projecting text every call."""
-
-    def __init__(self) -> None:
-        self.fallback = WanAttnProcessor()
+class _CachedCrossAttention(WanAttnProcessor):
+    """Cross-attention reading the prompt's precomputed K/V instead of projecting text every call.
+    Without our per-layer text it is diffusers' own processor."""
 
     def __call__(self, attn: WanAttention, hidden_states: Tensor, encoder_hidden_states=None,
                  attention_mask=None, rotary_emb=None) -> Tensor:
         if not isinstance(encoder_hidden_states, _LayerText):
-            return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
+            return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         q = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1))
-        batch = q.shape[0]
-        k = encoder_hidden_states.keys.expand(batch, -1, -1, -1)
-        v = encoder_hidden_states.values.expand(batch, -1, -1, -1)
-        out = _attend(q, k, v).type_as(hidden_states)
-        return attn.to_out[1](attn.to_out[0](out))
+        return _attend_and_project(attn, q, encoder_hidden_states.keys, encoder_hidden_states.values, hidden_states)
 
 
 class CausalWanTransformer(nn.Module):
