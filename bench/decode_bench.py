@@ -13,6 +13,7 @@ import torch
 
 from engine.models.factory import cast_for_inference
 from engine.models.presets import LONGLIVE
+from engine.models.vae_speed import speed_up_decoder
 from engine.models.vae_stream import StreamingVaeDecoder
 from diffusers import AutoencoderKLWan
 
@@ -53,6 +54,9 @@ def main() -> None:
             ms = time_decode(decoder, latents)
             mode = "whole chunk" if whole_chunks else "frame by frame"
             print(f"{mode:<15} {fmt:<18} {ms:>9.1f}")
+    speed_up_decoder(vae)
+    time_decode(decoder, latents)  # warm-up (compiles the fused norm)
+    print(f"{'whole chunk':<15} {'channels_last_3d':<18} {time_decode(decoder, latents):>9.1f}  + fused norm/SiLU, in-conv padding")
     if args.profile:
         set_conv_format(vae, torch.contiguous_format)
         decoder.reset(1)

@@ -15,6 +15,7 @@ from engine.errors import WeightsError
 from engine.models.causal_wan import CausalWanTransformer
 from engine.models.presets import Preset
 from engine.models.text_encoder import PromptEncoder, build_byte_tokenizer
+from engine.models.vae_speed import speed_up_decoder
 from engine.models.vae_stream import StreamingVaeDecoder
 
 MODEL_DIR_ENV = "STREAMT1_MODEL_DIR"
@@ -45,10 +46,11 @@ def cast_for_inference(model: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 def tune_for_cuda(models: "Models", compile_blocks: bool) -> None:
     """Speed settings measured on an H100 (docs/performance.md): one VAE decoder call per chunk,
-    channels-last VAE convs, and
+    fused norm+SiLU and in-conv padding in the VAE, channels-last VAE convs, and
     optionally torch.compile of the transformer blocks (slow first chunks). Compiling the VAE's
     residual blocks was measured slower (334 -> 426 ms a chunk), so it is not done."""
     models.decoder.whole_chunks = True
+    speed_up_decoder(models.decoder.vae)
     for module in models.decoder.vae.modules():
         if isinstance(module, nn.Conv3d):
             module.to(memory_format=torch.channels_last_3d)
@@ -57,7 +59,7 @@ def tune_for_cuda(models: "Models", compile_blocks: bool) -> None:
         # cache-write pass are variants of it: allow them instead of falling back to eager.
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         for block in models.transformer.wan.blocks:
-            block.compile()
+            block.compile(dynamic=False)  # static graphs per window size: no symbolic-shape kernels
 
 
 def random_models(preset: Preset, device: torch.device, dtype: torch.dtype, with_text_encoder: bool = True) -> Models:

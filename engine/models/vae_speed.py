@@ -1,0 +1,68 @@
+"""GPU speed-ups for diffusers' Wan VAE decoder that keep its math: fewer passes over full-resolution
+activations, which dominate the streaming decode (profile in docs/performance.md).
+
+- RMS norm + SiLU fused into one pass (diffusers runs ~8 elementwise kernels, partly in fp32);
+- spatial zero padding done inside the conv instead of an `F.pad` copy of the whole activation
+  (only the causal time padding stays explicit, and it is usually covered by the cache frames).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKLWan
+from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, WanResidualBlock, WanRMS_norm
+from torch import Tensor, nn
+
+
+def rms_norm_silu(x: Tensor, gamma: Tensor, bias: Tensor | float, scale: float) -> Tensor:
+    """silu(normalize(x, dim=1) * scale * gamma + bias) in fp32, cast back to x's dtype."""
+    xf = x.float()
+    normed = xf / torch.linalg.vector_norm(xf, dim=1, keepdim=True).clamp_min(1e-12)
+    return F.silu(normed * scale * gamma.float() + bias).to(x.dtype)
+
+
+class FusedRMSNormSiLU(nn.Module):
+    """Wraps a channel-first `WanRMS_norm` (keeping its parameters) and applies the SiLU after it."""
+
+    def __init__(self, norm: WanRMS_norm, compile_fn: bool) -> None:
+        super().__init__()
+        if not norm.channel_first:
+            raise ValueError("only channel-first Wan RMS norms are fused")
+        self.norm = norm
+        self.fn = torch.compile(rms_norm_silu, dynamic=True) if compile_fn else rms_norm_silu
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(x, self.norm.gamma, self.norm.bias, self.norm.scale)
+
+
+def _causal_conv_forward(self: WanCausalConv3d, x: Tensor, cache_x: Tensor | None = None) -> Tensor:
+    """WanCausalConv3d.forward with the spatial padding left to the convolution itself."""
+    time_pad = self._time_pad
+    if cache_x is not None and time_pad > 0:
+        x = torch.cat([cache_x.to(x.device), x], dim=2)
+        time_pad -= cache_x.shape[2]
+    if time_pad > 0:
+        x = F.pad(x, (0, 0, 0, 0, time_pad, 0))
+    return nn.Conv3d.forward(self, x)
+
+
+def _pad_inside_conv(conv: WanCausalConv3d) -> None:
+    w_pad, _, h_pad, _, t_pad, _ = conv._padding
+    conv._time_pad = t_pad
+    conv.padding = (0, h_pad, w_pad)
+    conv.forward = _causal_conv_forward.__get__(conv)
+
+
+def speed_up_decoder(vae: AutoencoderKLWan, compile_fn: bool = True) -> None:
+    """Rewire `vae.decoder` in place; outputs stay equal up to floating-point rounding."""
+    decoder = vae.decoder
+    for module in decoder.modules():
+        if isinstance(module, WanResidualBlock):
+            module.norm1 = FusedRMSNormSiLU(module.norm1, compile_fn)
+            module.norm2 = FusedRMSNormSiLU(module.norm2, compile_fn)
+            module.nonlinearity = nn.Identity()  # only ever applied right after norm1 / norm2
+        elif isinstance(module, WanCausalConv3d):
+            _pad_inside_conv(module)
+    decoder.norm_out = FusedRMSNormSiLU(decoder.norm_out, compile_fn)
+    decoder.nonlinearity = nn.Identity()  # only applied after norm_out
