@@ -1,0 +1,68 @@
+"""Reward scorers by name, for the CLI and sessions: the proxies, or the real reward models.
+
+Real models are imported only when asked for, so choosing the proxies never loads transformers'
+Qwen2-VL code, and this module imports before their loaders exist.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from engine.errors import StreamT1Error, WeightsError
+from engine.rewards.base import ClipScorer, FrameScorer
+from engine.rewards.proxies import SharpnessProxy, TemporalConsistencyProxy
+
+SHORT_REWARDS = ("proxy", "hpsv3")
+LONG_REWARDS = ("proxy", "videoreward")
+# (short, long) per preset: the tiny preset has no trained weights, so it gets the proxies.
+DEFAULT_REWARDS: dict[str, tuple[str, str]] = {"tiny": ("proxy", "proxy"), "longlive": ("hpsv3", "videoreward")}
+
+# Where the real reward models live, relative to MODEL_DIR.
+HPSV3_CHECKPOINT = Path("HPSv3") / "HPSv3.safetensors"  # MizzenAI/HPSv3
+HPSV3_PROCESSOR_DIR = Path("Qwen2-VL-7B-Instruct")  # Qwen/Qwen2-VL-7B-Instruct: processor, tokenizer
+VIDEOREWARD_DIR = Path("VideoReward")  # KlingTeam/VideoReward
+VIDEOREWARD_BASE_DIR = Path("Qwen2-VL-2B-Instruct")  # Qwen/Qwen2-VL-2B-Instruct: VideoReward's base model
+
+
+def _check(role: str, name: str, valid: tuple[str, ...]) -> None:
+    if name not in valid:
+        raise StreamT1Error(f"unknown {role} reward {name!r}: choose one of {', '.join(valid)}")
+
+
+def _weights(model_dir: Path | None, name: str) -> Path:
+    if model_dir is None:
+        raise WeightsError(
+            f"the {name} reward needs downloaded weights: pass --model-dir DIR, or use the proxy reward"
+        )
+    return Path(model_dir)
+
+
+def build_scorers(
+    short: str, long: str, *, model_dir: Path | None, device: torch.device, dtype: torch.dtype
+) -> tuple[FrameScorer, ClipScorer]:
+    """The short-term and long-term scorers named `short` and `long`.
+
+    Both names are checked before anything loads. `device` / `dtype` apply to the real models; the
+    proxies compute in float32 wherever the frames are.
+    """
+    _check("short-term", short, SHORT_REWARDS)
+    _check("long-term", long, LONG_REWARDS)
+    frame_scorer: FrameScorer
+    clip_scorer: ClipScorer
+    if short == "proxy":
+        frame_scorer = SharpnessProxy()
+    else:
+        root = _weights(model_dir, short)
+        from engine.rewards.hpsv3 import HPSv3Scorer
+
+        frame_scorer = HPSv3Scorer.from_files(root / HPSV3_CHECKPOINT, root / HPSV3_PROCESSOR_DIR, device, dtype)
+    if long == "proxy":
+        clip_scorer = TemporalConsistencyProxy()
+    else:
+        folder = _weights(model_dir, long) / VIDEOREWARD_DIR
+        from engine.rewards.videoreward import VideoRewardScorer
+
+        clip_scorer = VideoRewardScorer.from_folder(folder, device, dtype)
+    return frame_scorer, clip_scorer
