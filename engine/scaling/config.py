@@ -30,8 +30,8 @@ class ScalingConfig:
     def __post_init__(self) -> None:
         if self.beam_size < 1 or self.top_k < 1:
             raise StreamT1Error(f"--beam-size and --top-k must be >= 1 (got {self.beam_size}, {self.top_k})")
-        if self.top_k > self.candidates:
-            raise StreamT1Error(f"--top-k {self.top_k} exceeds the {self.candidates} candidates a chunk")
+        if self.max_sink_frames < 0:
+            raise StreamT1Error(f"--max-sink must be >= 0 latent frames, got {self.max_sink_frames}")
         if not -1.0 <= self.noise_sigma <= 1.0:
             raise StreamT1Error(f"--noise-sigma must lie in [-1, 1], got {self.noise_sigma}")
         if not 0.0 <= self.fusion_cap <= 1.0:
