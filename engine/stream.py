@@ -45,6 +45,26 @@ def chunk_seed(seed: int, chunk: int) -> int:
     return seed + chunk * 1000
 
 
+class PromptContexts:
+    """Cross-attention K/V per prompt, computed once (text encoder + per-layer projections)."""
+
+    def __init__(self, models: Models) -> None:
+        self.models = models
+        self._cache: dict[str, TextContext] = {}
+
+    def get(self, prompt: str) -> TextContext:
+        if prompt not in self._cache:
+            embeds = self.models.prompts.encode(prompt).to(self.models.device, self.models.dtype)
+            self._cache[prompt] = self.models.transformer.text_context(embeds)
+        return self._cache[prompt]
+
+
+def latent_chunk_shape(models: Models, config: StreamConfig) -> tuple[int, int, int, int]:
+    """[C, F, h, w] of one chunk's latents."""
+    p = models.preset
+    return (p.transformer["in_channels"], config.chunk_frames, p.latent_height, p.latent_width)
+
+
 class StreamGenerator:
     """Generates a video chunk by chunk with a rolling KV cache and a streaming VAE decoder."""
 
@@ -57,16 +77,13 @@ class StreamGenerator:
         self.chunk = 0
         self.timer = PhaseTimer(models.device)
         self._text: TextContext | None = None
-        self._text_cache: dict[str, TextContext] = {}
+        self._prompts = PromptContexts(models)
         models.decoder.reset(1)
         self.decodes = DecodeQueue(models.decoder, models.device, overlap_decode)
 
     def set_prompt(self, prompt: str) -> None:
         """Prompt for the chunks from now on (its cross-attention K/V are computed once)."""
-        if prompt not in self._text_cache:
-            embeds = self.models.prompts.encode(prompt).to(self.models.device, self.models.dtype)
-            self._text_cache[prompt] = self.models.transformer.text_context(embeds)
-        self._text = self._text_cache[prompt]
+        self._text = self._prompts.get(prompt)
 
     def set_text_states(self, text_states: Tensor) -> None:
         """Use precomputed text encoder states [1, text_len, text_dim] (benchmarks without UMT5)."""
@@ -74,8 +91,7 @@ class StreamGenerator:
 
     @property
     def latent_shape(self) -> tuple[int, int, int, int]:
-        p = self.models.preset
-        return (p.transformer["in_channels"], self.config.chunk_frames, p.latent_height, p.latent_width)
+        return latent_chunk_shape(self.models, self.config)
 
     @torch.no_grad()
     def step(self) -> ChunkResult:
