@@ -9,11 +9,12 @@ import imageio.v2 as imageio
 import numpy as np
 from torch import Tensor
 
+from engine.frames import to_uint8
 
-def to_uint8(frames: Tensor) -> np.ndarray:
-    """[3, F, H, W] in [-1, 1] -> [F, H, W, 3] uint8 (round to nearest)."""
-    pixels = ((frames.float().clamp(-1, 1) + 1) * 127.5).round().byte()
-    return pixels.permute(1, 2, 3, 0).contiguous().numpy()
+
+def frames_hwc(frames: Tensor) -> np.ndarray:
+    """[3, F, H, W] (float in [-1, 1] or uint8) -> [F, H, W, 3] uint8."""
+    return to_uint8(frames).permute(1, 2, 3, 0).contiguous().numpy()
 
 
 class Mp4Writer:
@@ -25,7 +26,7 @@ class Mp4Writer:
         self.frames_written = 0
 
     def append(self, frames: Tensor) -> None:
-        for frame in to_uint8(frames):
+        for frame in frames_hwc(frames):
             self._writer.append_data(frame)
             self.frames_written += 1
 

@@ -15,8 +15,12 @@ from engine.config import StreamConfig
 from engine.errors import StreamT1Error
 from engine.models.factory import MODEL_DIR_ENV, load_models, tune_for_cuda
 from engine.models.presets import PRESETS
-from engine.stream import StreamGenerator
+from engine.rewards.registry import DEFAULT_REWARDS, LONG_REWARDS, SHORT_REWARDS, build_scorers, check_reward_names
+from engine.scaling.config import ScalingConfig
+from sessions.records import ChunkLog
 from sessions.video import Mp4Writer
+from streamt1_cli.runs import run_plain, run_scaled
+from streamt1_cli.scaling_view import ScalingView
 from streamt1_cli.view import UNTRAINED_LABEL, StreamView
 
 app = typer.Typer(
@@ -94,7 +98,7 @@ def check_new_session_dir(path: Path) -> None:
 @app.command()
 def new(
     prompt: Annotated[str, typer.Argument(help="What the video shows.")],
-    session: Annotated[Path, typer.Option("--session", "-s", help="New folder for this run; the video goes to SESSION/video.mp4.")],
+    session: Annotated[Path, typer.Option("--session", "-s", help="New folder for this run: SESSION/video.mp4 and SESSION/chunks.jsonl.")],
     preset: Annotated[PresetName, typer.Option(help="tiny: random-init, CPU seconds, untrained. longlive: real model, needs --model-dir.")] = PresetName.tiny,
     model_dir: Annotated[Optional[Path], typer.Option(envvar=MODEL_DIR_ENV, help="Folder with downloaded weights (see `streamt1 download`).")] = None,
     seconds: Annotated[Optional[float], typer.Option(help="Video length in seconds at 16 fps (default 5).")] = None,
@@ -102,10 +106,22 @@ def new(
     seed: Annotated[int, typer.Option(help="Seed of every random draw; the same seed gives the same video.")] = 42,
     device: Annotated[DeviceName, typer.Option(help="Where to run; auto picks cuda when available.")] = DeviceName.auto,
     dtype: Annotated[DtypeName, typer.Option(help="Compute dtype; auto: bfloat16 on cuda, float32 on cpu.")] = DtypeName.auto,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view (logs, CI).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view (logs, CI); records still go to chunks.jsonl.")] = False,
     compile_blocks: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the transformer blocks on CUDA (+18% FPS on an H100; the first chunks are slower).")] = True,
+    no_scaling: Annotated[bool, typer.Option("--no-scaling", help="Plain LongLive: one candidate a chunk, no rewards.")] = False,
+    beam_size: Annotated[int, typer.Option(help="Children per surviving beam.", rich_help_panel="Stream-T1")] = 2,
+    top_k: Annotated[int, typer.Option(help="Beams kept from each chunk's pool of beam_size x top_k candidates.", rich_help_panel="Stream-T1")] = 2,
+    noise_sigma: Annotated[float, typer.Option(help="Noise propagation: weight of the parent's noise, in [-1, 1].", rich_help_panel="Stream-T1")] = -0.1,
+    short_threshold: Annotated[float, typer.Option(help="Memory sinking: short-term reward rise that flags a chunk.", rich_help_panel="Stream-T1")] = 0.0,
+    long_threshold: Annotated[float, typer.Option(help="Memory sinking: long-term reward drop that makes a flagged chunk APPEND.", rich_help_panel="Stream-T1")] = 0.2,
+    fusion_cap: Annotated[float, typer.Option(help="Largest weight of the short-term reward in the fused score.", rich_help_panel="Stream-T1")] = 0.4,
+    window_chunks: Annotated[int, typer.Option(help="Long-term reward window, in chunks.", rich_help_panel="Stream-T1")] = 10,
+    max_sink: Annotated[int, typer.Option(help="Largest sink, in latent frames (original sink included).", rich_help_panel="Stream-T1")] = 15,
+    horizon: Annotated[int, typer.Option(help="Latent frames the fusion weight ramps over (the reference's 5 s = 21).", rich_help_panel="Stream-T1")] = 21,
+    short_reward: Annotated[Optional[str], typer.Option(help=f"Short-term (per-frame) scorer: {', '.join(SHORT_REWARDS)} (default: proxy on tiny, hpsv3 on longlive).", rich_help_panel="Stream-T1")] = None,
+    long_reward: Annotated[Optional[str], typer.Option(help=f"Long-term (per-clip) scorer: {', '.join(LONG_REWARDS)} (default: proxy on tiny, videoreward on longlive).", rich_help_panel="Stream-T1")] = None,
 ) -> None:
-    """Generate a new video, chunk by chunk."""
+    """Generate a new video, chunk by chunk (Stream-T1 test-time scaling unless --no-scaling)."""
     if not prompt.strip():
         fail("the prompt is empty: say what the video should show")
     config = StreamConfig()
@@ -113,11 +129,19 @@ def new(
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     preset_cfg = PRESETS[preset.value]
+    short_name, long_name = DEFAULT_REWARDS[preset.value]
+    short_name, long_name = short_reward or short_name, long_reward or long_name
     check_new_session_dir(session)
     try:
+        scaling = None if no_scaling else ScalingConfig(
+            beam_size=beam_size, top_k=top_k, noise_sigma=noise_sigma, short_threshold=short_threshold,
+            long_threshold=long_threshold, fusion_cap=fusion_cap, window_chunks=window_chunks,
+            max_sink_frames=max_sink, horizon_frames=horizon)
+        if scaling is not None:
+            check_reward_names(short_name, long_name)
         models = load_models(preset_cfg, model_dir, dev, dt)
-        generator = StreamGenerator(models, config, seed)
-        generator.set_prompt(prompt)
+        scorers = None if scaling is None else build_scorers(short_name, long_name, model_dir=model_dir,
+                                                             device=dev, dtype=dt)
     except StreamT1Error as err:
         fail(str(err))
     if dev.type == "cuda":
@@ -125,14 +149,20 @@ def new(
     session.mkdir(parents=True, exist_ok=True)
     if not preset_cfg.trained:
         console.print(UNTRAINED_LABEL)
+    title = f"{preset.value} {dev.type}"
     video_path = session / "video.mp4"
-    with Mp4Writer(video_path, config.fps) as writer, StreamView(console, num_chunks, f"{preset.value} {dev.type}", quiet) as view:
-        for chunk in generator.stream(num_chunks):
-            writer.append(chunk.frames[0])
-            view.update(chunk)
+    with ChunkLog(session / "chunks.jsonl") as log:
+        if scaling is None:
+            frames = run_plain(models, config, seed, prompt, num_chunks, log, StreamView(console, num_chunks, title, quiet))
+        else:
+            view = ScalingView(console, num_chunks, title, (scorers[0].name, scorers[1].name), quiet)
+            frames = run_scaled(models, config, scaling, scorers, seed, prompt, num_chunks, log, view)
+    with Mp4Writer(video_path, config.fps) as writer:
+        for chunk_frames in frames:
+            writer.append(chunk_frames)
     label = " (untrained tiny preset)" if not preset_cfg.trained else ""
     console.print(f"wrote {video_path}: {writer.frames_written} frames, "
-                  f"{preset_cfg.width}x{preset_cfg.height} @ {config.fps} fps{label}")
+                  f"{preset_cfg.width}x{preset_cfg.height} @ {config.fps} fps{label}; records in {session / 'chunks.jsonl'}")
 
 
 class LayoutName(str, Enum):

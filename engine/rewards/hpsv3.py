@@ -130,5 +130,6 @@ class HPSv3Scorer:
             vision="image",
             min_pixels=PIXELS,
             max_pixels=PIXELS,
+            like_pil=True,
         )
         return self.head(hidden[:, 0].float())[:, 0]

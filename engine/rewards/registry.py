@@ -26,9 +26,11 @@ VIDEOREWARD_DIR = Path("VideoReward")  # KlingTeam/VideoReward
 VIDEOREWARD_BASE_DIR = Path("Qwen2-VL-2B-Instruct")  # Qwen/Qwen2-VL-2B-Instruct: VideoReward's base model
 
 
-def _check(role: str, name: str, valid: tuple[str, ...]) -> None:
-    if name not in valid:
-        raise StreamT1Error(f"unknown {role} reward {name!r}: choose one of {', '.join(valid)}")
+def check_reward_names(short: str, long: str) -> None:
+    """One-line error for an unknown scorer name, before anything is loaded."""
+    for role, name, valid in (("short-term", short, SHORT_REWARDS), ("long-term", long, LONG_REWARDS)):
+        if name not in valid:
+            raise StreamT1Error(f"unknown {role} reward {name!r}: choose one of {', '.join(valid)}")
 
 
 def _weights(model_dir: Path | None, name: str) -> Path:
@@ -47,8 +49,7 @@ def build_scorers(
     Both names are checked before anything loads. `device` / `dtype` apply to the real models; the
     proxies compute in float32 wherever the frames are.
     """
-    _check("short-term", short, SHORT_REWARDS)
-    _check("long-term", long, LONG_REWARDS)
+    check_reward_names(short, long)
     frame_scorer: FrameScorer
     clip_scorer: ClipScorer
     if short == "proxy":

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from engine.config import StreamConfig
+from engine.frames import from_uint8, to_uint8
 from engine.models.factory import Models
 from engine.models.kv_cache import KVCache, SinkRoute
 from engine.models.vae_stream import DecoderState
@@ -29,16 +30,7 @@ from engine.stream import PromptContexts, latent_chunk_shape
 from engine.timing import PhaseTimer
 
 
-def to_uint8(frames: Tensor) -> Tensor:
-    """[..., 3, F, H, W] in [-1, 1] -> uint8 on the CPU (how beams keep their decoded history)."""
-    return ((frames.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
-
-
-def from_uint8(frames: Tensor, device: torch.device) -> Tensor:
-    return frames.to(device).float() / 127.5 - 1.0
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Beam:
     """A surviving hypothesis: all the next chunk needs. Siblings share history tensors."""
 
@@ -241,14 +233,14 @@ class BeamSearchStream:
         return torch.cat([*past, frames], dim=1)
 
     # --- the finished video ----------------------------------------------------------------------
-    def best_beam(self) -> Beam:
+    def best_beam_index(self) -> int:
         """The final pick: the surviving beam whose whole video the long-term scorer likes best."""
         if len(self.beams) == 1:
-            return self.beams[0]
+            return 0
         device = self.models.device
         clips = torch.stack([from_uint8(torch.cat(b.frames, dim=1), device) for b in self.beams])
         overall = self.long_scorer.score_clips(clips, self.prompt, self.config.fps).overall
-        return self.beams[int(torch.argmax(overall.float().cpu()))]
+        return int(torch.argmax(overall.float().cpu()))
 
 
 def video_score(chunks: Sequence[Tensor], prompt: str, short_scorer: FrameScorer, long_scorer: ClipScorer,

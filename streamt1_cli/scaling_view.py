@@ -1,0 +1,62 @@
+"""Rich live view of a Stream-T1 run: every candidate's rewards, which beams survived, their sinks."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from engine.scaling.search import ChunkRecord
+
+
+class ScalingView:
+    """Redraws after each chunk; prints nothing with `quiet`."""
+
+    def __init__(self, console: Console, total_chunks: int, title: str, reward_names: tuple[str, str],
+                 quiet: bool) -> None:
+        self.console, self.total, self.title, self.quiet = console, total_chunks, title, quiet
+        self.short_name, self.long_name = reward_names
+        self._start = time.perf_counter()
+        self._live = Live(Text("starting..."), console=console, refresh_per_second=4, transient=False)
+
+    def __enter__(self) -> "ScalingView":
+        if not self.quiet:
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.quiet:
+            self._live.stop()
+            self.console.line()
+
+    def update(self, record: ChunkRecord) -> None:
+        if self.quiet:
+            return
+        done = record.chunk + 1
+        elapsed = time.perf_counter() - self._start
+        eta = elapsed / done * (self.total - done)
+        chunk_s = sum(record.seconds.values())
+        header = Text.from_markup(
+            f"[bold]{self.title}[/]  chunk {done}/{self.total}  alpha {record.alpha:.3f}  "
+            f"chunk {chunk_s:.2f}s  elapsed {elapsed:.0f}s  ETA {eta:.0f}s"
+        )
+        cands = Table(title=f"candidates (short: {self.short_name}, long: {self.long_name})", expand=False)
+        for col in ("#", "parent", "seed", "short", "long", "fused", "kept", "sink flag"):
+            cands.add_column(col, justify="right")
+        for c in record.candidates:
+            style = "bold green" if c.kept else "dim"
+            cands.add_row(str(c.index), "-" if c.parent is None else str(c.parent), str(c.seed),
+                          f"{c.short:.4f}", f"{c.long:.4f}", f"{c.fused:.4f}", "yes" if c.kept else "",
+                          c.flag or "", style=style)
+        beams = Table(title="surviving beams")
+        for col in ("beam", "candidate", "sink frames", "last sink action"):
+            beams.add_column(col, justify="right")
+        for b, beam in enumerate(record.beams):
+            event = beam["last_sink_event"]
+            action = "-" if event is None else f"{event['route']} (frame {event['start_frame']})"
+            beams.add_row(str(b), str(beam["candidate"]), str(beam["sink_frames"]), action)
+        split = "  ".join(f"{k} {v * 1000:.0f}ms" for k, v in record.seconds.items())
+        self._live.update(Group(header, cands, beams, Text(split, style="dim")))

@@ -1,0 +1,114 @@
+"""Stream-T1 beam search on the tiny preset: batching is exact, pruned candidates leave nothing
+behind, appended sinks keep their frame positions, and scaling beats plain LongLive on the proxies."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from engine.config import StreamConfig
+from engine.models.causal_wan import apply_rope
+from engine.models.factory import random_models
+from engine.models.kv_cache import CacheSegment, KVCache, SinkRoute
+from engine.models.presets import TINY
+from engine.rewards.proxies import SharpnessProxy, TemporalConsistencyProxy
+from engine.scaling.config import ScalingConfig
+from engine.scaling.pruning import fusion_alpha
+from engine.frames import from_uint8, to_uint8
+from engine.scaling.search import BeamSearchStream, video_score
+from engine.stream import StreamGenerator
+
+
+@pytest.fixture(scope="module")
+def models():
+    return random_models(TINY, torch.device("cpu"), torch.float32)
+
+
+def search(models, seed: int, scaling: ScalingConfig | None = None) -> BeamSearchStream:
+    return BeamSearchStream(models, StreamConfig(), scaling or ScalingConfig(), SharpnessProxy(),
+                            TemporalConsistencyProxy(), seed, "a red fox")
+
+
+def test_batched_candidates_equal_each_alone(models):
+    model = models.transformer
+    s = search(models, 3)
+    for _ in range(4):  # a rolled window with a real prefix
+        s.step()
+    prefix = model.build_prefix(s.beams[0].cache, *model.grid(8, 8))
+    text = s.prompts.get("a red fox")
+    x = torch.randn(3, 16, 3, 8, 8)
+    t = torch.tensor([937.5, 937.5, 937.5])
+    batched, _ = model.forward_chunk(x, t, 12, text, prefix)
+    for i in range(3):
+        alone, _ = model.forward_chunk(x[i : i + 1], t[:1], 12, text, prefix)
+        torch.testing.assert_close(batched[i : i + 1], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_survivors_alone_enter_the_cache(models):
+    s = search(models, 5)
+    for _ in range(3):
+        record = s.step()
+        kept = [c.index for c in record.candidates if c.kept]
+        assert sorted(kept) == sorted(b.lineage[-1] for b in s.beams)
+        assert len(kept) == s.scaling.top_k
+    model = models.transformer
+    text = s.prompts.get("a red fox")
+    for beam in s.beams:
+        # the newest cached chunk is exactly the clean cache-write of this beam's own latents
+        newest = beam.cache.window[-1]
+        parent_cache = KVCache(sink=beam.cache.sink, window=beam.cache.window[:-1])
+        prefix = model.build_prefix(parent_cache, 4, 4)
+        _, expected = model.forward_chunk(beam.latents[-1][None], torch.zeros(1), newest.start_frame, text,
+                                          prefix, capture_kv=True)
+        for got, want in zip(newest.keys, expected.keys):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        # nothing but this lineage's chunks: one segment per chunk, frames in order
+        starts = [seg.start_frame for seg in beam.cache.segments]
+        assert starts == sorted(set(starts)) and all(seg.keys[0].shape[0] == 1 for seg in beam.cache.segments)
+
+
+def test_appended_sink_attends_at_its_original_frames(models):
+    model = models.transformer
+    keys = tuple(torch.randn(1, 48, 2, 12) for _ in range(2))
+    vals = tuple(torch.randn(1, 48, 2, 12) for _ in range(2))
+    sink0 = CacheSegment(0, 3, keys, vals)
+    appended = CacheSegment(6, 3, keys, vals, SinkRoute.APPEND)
+    prefix = model.build_prefix(KVCache(sink=(sink0, appended)), 4, 4)
+    torch.testing.assert_close(prefix.keys[0][:, :48], apply_rope(keys[0], *model.rope(0, 3, 4, 4)))
+    torch.testing.assert_close(prefix.keys[0][:, 48:], apply_rope(keys[0], *model.rope(6, 3, 4, 4)))
+    assert not torch.allclose(prefix.keys[0][:, :48], prefix.keys[0][:, 48:])
+
+
+def test_memory_sinking_changes_the_cache_when_flags_say_so(models):
+    # thresholds that make every kept chunk (after the first) APPEND: sinks grow up to the cap
+    s = search(models, 9, ScalingConfig(short_threshold=-1e9, long_threshold=-1e9, max_sink_frames=9))
+    for _ in range(7):
+        s.step()
+    beam = s.beams[0]
+    assert [seg.start_frame for seg in beam.cache.sink][:3] == [0, 3, 6]
+    assert beam.cache.sink_frames == 9  # capped at max_sink_frames; further APPENDs became EMA
+    routes = [route for _, route in beam.sink_events]
+    assert SinkRoute.APPEND in routes and SinkRoute.EMA in routes
+
+
+def test_scaling_beats_plain_longlive_on_the_proxies(models):
+    chunks, cfg, short, long = 4, StreamConfig(), SharpnessProxy(), TemporalConsistencyProxy()
+    alpha = fusion_alpha(cfg.start_frame(chunks - 1), ScalingConfig().horizon_frames, cfg.chunk_frames,
+                         ScalingConfig().fusion_cap)
+    scaled, plain = [], []
+    for seed in range(10):
+        s = search(models, seed)
+        for _ in range(chunks):
+            s.step()
+        best = s.beams[s.best_beam_index()]
+        scaled.append(video_score([from_uint8(f, torch.device("cpu")) for f in best.frames], "a red fox",
+                                  short, long, alpha, cfg.fps))
+        gen = StreamGenerator(models, cfg, seed)
+        gen.set_prompt("a red fox")
+        frames = [from_uint8(to_uint8(c.frames[0]), torch.device("cpu")) for c in gen.stream(chunks)]  # same quantization
+        plain.append(video_score(frames, "a red fox", short, long, alpha, cfg.fps))
+    mean_scaled, mean_plain = sum(scaled) / 10, sum(plain) / 10
+    print(f"mean final fused proxy score: scaled {mean_scaled:.4f} vs plain {mean_plain:.4f}")
+    assert mean_scaled > mean_plain
