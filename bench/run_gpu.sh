@@ -6,7 +6,5 @@ export PYTHONPATH=$PWD
 OUT=${OUT:-.bench_out}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-run() { name=$1; shift; python3 bench/stream_bench.py --chunks 12 "$@" --json "$OUT/$name.json" 2>&1 | grep -v "^W1" | tee "$OUT/$name.txt"; }
-run base_eager_serial --warmup 2 --no-overlap
-run base_compile_overlap --warmup 4 --compile
-python3 bench/decode_bench.py 2>&1 | tee "$OUT/decode.txt"
+# Stream-T1 N=4 vs plain LongLive, same models, same process (issue 3); the base row is issue 2's figure.
+python3 bench/tts_bench.py --chunks 12 --warmup 4 --rewards real --json "$OUT/tts.json" 2>&1 | grep -v "^W1\|^\[transformers\]" | tee "$OUT/tts.txt"

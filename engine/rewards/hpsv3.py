@@ -8,9 +8,10 @@ package pins transformers 4.45, so this loads the same file on today's Qwen2-VL 
                                   `lm_head.weight`, `rm_head.{0,3,5}.*`); bf16 backbone
     Qwen2-VL-7B-Instruct/         config.json, preprocessor_config.json, tokenizer files, chat template
 
-Each frame is resized to exactly 256 * 28 * 28 pixels' worth of patches (min = max pixels: 252
-image tokens for a 480x832 frame) and scored against the instruction text below, all N frames in
-one forward pass. The head runs in float32, as HPSv3 keeps it.
+Each frame is resized as PIL resizes the reference's saved frames (bicubic) to about 256 * 28 * 28
+pixels (min = max pixels: 336x588, i.e. 252 image tokens, for a 480x832 frame) and scored against
+the instruction text below; all N frames go through one forward pass. The head runs in float32, as
+HPSv3 keeps it.
 """
 
 from __future__ import annotations

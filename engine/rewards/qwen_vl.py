@@ -214,7 +214,7 @@ class QwenVL:
         vision_cfg = self.model.config.vision_config
         patch, merge = vision_cfg.patch_size, vision_cfg.spatial_merge_size
         device = self.model.language_model.embed_tokens.weight.device
-        b, t, _, height, width = frames.shape
+        b, _, _, height, width = frames.shape
         size = smart_resize(height, width, patch * merge, min_pixels, max_pixels)
         pixels = to_8bit(frames.to(device), size, like_pil=like_pil)
         mean = torch.tensor(self.mean, device=device).view(3, 1, 1)
@@ -223,8 +223,8 @@ class QwenVL:
         ids = self.prompt_ids(text, vision, gt * gh * gw // merge**2).to(device)
         positions = [(ids == token).nonzero().flatten() for token in token_ids]
         if any(len(p) != 1 for p in positions):
-            found = [self.tokenizer.convert_ids_to_tokens(int(tok)) for tok in token_ids]
-            raise ValueError(f"the prompt must hold each of {found} exactly once")
+            tokens = self.tokenizer.convert_ids_to_tokens([int(tok) for tok in token_ids])
+            raise ValueError(f"the prompt must hold each of {tokens} exactly once")
         grid = torch.tensor([[gt, gh, gw]], device=device).expand(b, 3)
         pixel_kwargs = (
             {"pixel_values": values, "image_grid_thw": grid}
