@@ -466,7 +466,8 @@ def test_videoreward_errors(tmp_path):
     raises_one_line("does not hold Qwen2-VL", load)
     (step / "model.pth").unlink()
     assert "adapter_model.safetensors" in raises_one_line("missing", load)
-    shutil.rmtree(step)
+    for old in folder.glob("checkpoint-*"):
+        shutil.rmtree(old)
     assert "checkpoint-*" in raises_one_line("missing", load)
     (folder / "model_config.json").unlink()
     assert "model_config.json" in raises_one_line("missing", load)

@@ -149,9 +149,8 @@ class ClipSampling:
         if self.num_frames is not None:
             n = round(self.num_frames / FRAME_FACTOR) * FRAME_FACTOR
         else:
-            lo = math.ceil(MIN_FRAMES / FRAME_FACTOR) * FRAME_FACTOR
-            hi = math.floor(min(MAX_FRAMES, total) / FRAME_FACTOR) * FRAME_FACTOR
-            n = round(min(max(total / clip_fps * self.fps, lo), hi) / FRAME_FACTOR) * FRAME_FACTOR
+            most = min(MAX_FRAMES, total) // FRAME_FACTOR * FRAME_FACTOR
+            n = round(min(max(total / clip_fps * self.fps, MIN_FRAMES), most) / FRAME_FACTOR) * FRAME_FACTOR
         n = min(n, total)
         if n < FRAME_FACTOR:
             raise ValueError(f"VideoReward needs clips of at least {FRAME_FACTOR} frames, got {total}")
