@@ -32,7 +32,9 @@ from engine.rewards.qwen_vl import (
     split_state,
 )
 
-CHECKPOINT_FILE = "HPSv3.safetensors"  # MizzenAI/HPSv3
+# What `streamt1 download` fetches for HPSv3 (file names / glob patterns per hub repo).
+REPO = "MizzenAI/HPSv3"
+CHECKPOINT_FILE = "HPSv3.safetensors"
 PROCESSOR_REPO = "Qwen/Qwen2-VL-7B-Instruct"
 PROCESSOR_FILES = (
     "config.json",

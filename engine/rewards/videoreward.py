@@ -52,9 +52,12 @@ from engine.rewards.qwen_vl import (
     split_state,
 )
 
+# What `streamt1 download` fetches for VideoReward (glob patterns per hub repo).
+REPO = "KlingTeam/VideoReward"
+FILES = ("model_config.json", "checkpoint-*/model.pth", "checkpoint-*/tokenizer/*")
 BASE_REPO = "Qwen/Qwen2-VL-2B-Instruct"
-BASE_DIR = "Qwen2-VL-2B-Instruct"  # default base folder: a sibling of the VideoReward folder
 BASE_FILES = ("config.json", "preprocessor_config.json", "chat_template.json")
+BASE_DIR = "Qwen2-VL-2B-Instruct"  # default base folder: a sibling of the VideoReward folder
 PARTS = ("VQ", "MQ", "TA")
 SPECIAL_TOKENS = ("<|VQ_reward|>", "<|MQ_reward|>", "<|TA_reward|>")
 _PEFT_PREFIX = "base_model.model."
