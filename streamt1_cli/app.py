@@ -165,6 +165,11 @@ def new(
                   f"{preset_cfg.width}x{preset_cfg.height} @ {config.fps} fps{label}; records in {session / 'chunks.jsonl'}")
 
 
+class RewardsDownload(str, Enum):
+    all = "all"
+    none = "none"
+
+
 class LayoutName(str, Enum):
     original = "original"
     diffusers = "diffusers"
@@ -175,16 +180,18 @@ def download(
     model_dir: Annotated[Path, typer.Option(envvar=MODEL_DIR_ENV, help="Folder to fill (then pass it as --model-dir).")],
     layout: Annotated[LayoutName, typer.Option(help="Wan2.1 in its original layout or the diffusers one; both load.")] = LayoutName.original,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be fetched, fetch nothing.")] = False,
+    rewards: Annotated[RewardsDownload, typer.Option(help="all: also HPSv3 + VideoReward and their Qwen2-VL processor files; none: skip them (--short-reward/--long-reward proxy then).")] = RewardsDownload.all,
 ) -> None:
-    """Fetch the real weights (Wan2.1-T2V-1.3B, LongLive base + LoRA) from the Hugging Face Hub."""
+    """Fetch the real weights (Wan2.1-T2V-1.3B, LongLive base + LoRA, reward models) from the Hugging Face Hub."""
     from engine.models.download import download_models, download_plan
 
-    for item in download_plan(model_dir, layout.value):
+    with_rewards = rewards is RewardsDownload.all
+    for item in download_plan(model_dir, layout.value, with_rewards):
         console.print(f"{item.repo_id}: {', '.join(item.files)} -> {item.local_dir}", highlight=False)
     if dry_run:
         return
     try:
-        download_models(model_dir, layout.value)
+        download_models(model_dir, layout.value, with_rewards)
     except StreamT1Error as err:
         fail(str(err))
     console.print(f"done: run `streamt1 new PROMPT --preset longlive --model-dir {model_dir} --session DIR`")

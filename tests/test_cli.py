@@ -67,7 +67,11 @@ def test_download_dry_run_prints_plan(tmp_path: Path):
     result = runner.invoke(app, ["download", "--model-dir", str(tmp_path / "w"), "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "Wan-AI/Wan2.1-T2V-1.3B" in result.output and "Efficient-Large-Model/LongLive" in result.output
+    for repo in ("MizzenAI/HPSv3", "Qwen/Qwen2-VL-7B-Instruct", "KlingTeam/VideoReward", "Qwen/Qwen2-VL-2B-Instruct"):
+        assert repo in result.output
     assert not (tmp_path / "w").exists()
+    bare = runner.invoke(app, ["download", "--model-dir", str(tmp_path / "w"), "--dry-run", "--rewards", "none"])
+    assert bare.exit_code == 0 and "HPSv3" not in bare.output
 
 
 def test_every_command_has_help():

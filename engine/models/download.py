@@ -53,13 +53,9 @@ class DownloadItem:
     exact: bool  # True: exact file names (one missing upstream is an error); False: glob patterns
 
 
-# Reward-model repositories (HPSv3: MizzenAI/HPSv3, VideoReward: KlingTeam/VideoReward) join the plan
-# here once their loaders in engine/rewards exist and fix the exact files they read.
-REWARD_ITEMS: list[DownloadItem] = []
-
-
-def download_plan(model_dir: Path, layout: str = "original") -> list[DownloadItem]:
-    """What `download_models` fetches, in order, for `layout` ("original" or "diffusers")."""
+def download_plan(model_dir: Path, layout: str = "original", rewards: bool = True) -> list[DownloadItem]:
+    """What `download_models` fetches, in order, for `layout` ("original" or "diffusers"); with
+    `rewards`, also the reward models and the processor files they need."""
     if layout not in LAYOUTS:
         raise StreamT1Error(f"unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}")
     model_dir = Path(model_dir)
@@ -70,14 +66,19 @@ def download_plan(model_dir: Path, layout: str = "original") -> list[DownloadIte
     longlive = DownloadItem(
         LONGLIVE_REPO, (LONGLIVE_BASE_FILE, LONGLIVE_LORA_FILE), model_dir / LONGLIVE_DIR, exact=True
     )
-    return [wan, longlive, *REWARD_ITEMS]
+    if not rewards:
+        return [wan, longlive]
+    from engine.rewards.registry import reward_download_items
+
+    return [wan, longlive, *(DownloadItem(repo, files, model_dir / folder, exact=False)
+                             for repo, files, folder in reward_download_items())]
 
 
-def download_models(model_dir: Path, layout: str = "original") -> None:
+def download_models(model_dir: Path, layout: str = "original", rewards: bool = True) -> None:
     """Fetch every item of `download_plan` (resumable: files already there are not fetched again)."""
     from huggingface_hub import hf_hub_download, snapshot_download
 
-    for item in download_plan(model_dir, layout):
+    for item in download_plan(model_dir, layout, rewards):
         try:
             if item.exact:
                 for name in item.files:

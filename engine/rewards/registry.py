@@ -26,6 +26,19 @@ VIDEOREWARD_DIR = Path("VideoReward")  # KlingTeam/VideoReward
 VIDEOREWARD_BASE_DIR = Path("Qwen2-VL-2B-Instruct")  # Qwen/Qwen2-VL-2B-Instruct: VideoReward's base model
 
 
+def reward_download_items() -> list[tuple[str, tuple[str, ...], Path]]:
+    """(hub repo, file patterns, folder under MODEL_DIR) for every real reward model and the
+    processor / base-model files its loader reads (fetched as patterns: some are optional)."""
+    from engine.rewards import hpsv3, videoreward
+
+    return [
+        (hpsv3.REPO, (hpsv3.CHECKPOINT_FILE,), HPSV3_CHECKPOINT.parent),
+        (hpsv3.PROCESSOR_REPO, tuple(hpsv3.PROCESSOR_FILES), HPSV3_PROCESSOR_DIR),
+        (videoreward.REPO, tuple(videoreward.FILES), VIDEOREWARD_DIR),
+        (videoreward.BASE_REPO, tuple(videoreward.BASE_FILES), VIDEOREWARD_BASE_DIR),
+    ]
+
+
 def check_reward_names(short: str, long: str) -> None:
     """One-line error for an unknown scorer name, before anything is loaded."""
     for role, name, valid in (("short-term", short, SHORT_REWARDS), ("long-term", long, LONG_REWARDS)):

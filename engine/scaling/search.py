@@ -2,7 +2,8 @@
 
 One chunk: children of every surviving beam get propagated noise -> each beam's children denoise as
 one batch against that beam's cache (shared, never copied per candidate) -> each candidate is decoded
-once from its parent's decoder state -> short- and long-term rewards (batched) -> fused score ->
+once from its parent's decoder state (a shared value, not copied) -> short- and long-term rewards
+(batched) -> fused score ->
 global top-k -> the survivors alone run the clean cache-write forward -> evicted chunks are routed by
 their memory-sink flags.
 """
@@ -154,19 +155,19 @@ class BeamSearchStream:
                     return model.forward_chunk(x, t, start, text, prefix)[0]
 
                 group_latents = denoise_chunk(flow, x_init, self.sigmas, [candidates[i].generator for i in idx])
-            with timer.phase("decode"):
-                decoder = models.decoder
-                if parent is None:
-                    decoder.reset(len(idx))
-                else:
-                    rows = torch.zeros(len(idx), dtype=torch.long)
-                    decoder.load_state(self.beams[parent].decoder.select(rows))
-                group_frames = decoder.decode_chunk(group_latents)
-                state = decoder.state()
             for row, i in enumerate(idx):
                 latents[i] = group_latents[row : row + 1]
-                frames[i] = group_frames[row]
-                decoder_states[i] = state.select(torch.tensor([row]))
+        with timer.phase("decode"):
+            # One candidate at a time from its parent's state: states are immutable values (no
+            # copies), and batch-1 decoding is what a resume replays, so it reproduces exactly.
+            decoder = models.decoder
+            for i, cand in enumerate(candidates):
+                if cand.parent is None:
+                    decoder.reset(1)
+                else:
+                    decoder.load_state(self.beams[cand.parent].decoder)
+                frames[i] = decoder.decode_chunk(latents[i])[0]
+                decoder_states[i] = decoder.state()
 
         with timer.phase("short_reward"):
             per_frame = self.short_scorer.score_frames(
