@@ -45,8 +45,9 @@ def time_base(models, config: StreamConfig, chunks: int, warmup: int) -> dict:
 
 
 def time_scaled(models, config: StreamConfig, scaling: ScalingConfig, scorers, chunks: int, warmup: int) -> dict:
-    search = BeamSearchStream(models, config, scaling, scorers[0], scorers[1], seed=42, prompt="a red fox in snow")
-    search.prompts.add_states(search.prompt, text_states())  # no UMT5 at benchmark time
+    prompt = "a red fox in snow"
+    search = BeamSearchStream(models, config, scaling, scorers, seed=42, prompts={0: prompt})
+    search.prompts.add_states(prompt, text_states())  # no UMT5 at benchmark time
     for _ in range(warmup):
         search.step()
     rows, frames = [], 0

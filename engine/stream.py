@@ -16,6 +16,7 @@ from engine.models.causal_wan import TextContext
 from engine.models.factory import Models
 from engine.models.kv_cache import KVCache
 from engine.sampler import denoise_chunk, draw_noise, shifted_sigmas
+from engine.scaling.noise import plain_seed
 from engine.timing import PhaseTimer
 
 
@@ -37,12 +38,6 @@ class ChunkResult:
     def seconds(self) -> dict[str, float]:
         """Phase times including the decode's own (GPU) time; waits for the decode."""
         return {**self.phase_seconds, "decode": self.pending.seconds}
-
-
-def chunk_seed(seed: int, chunk: int) -> int:
-    """Seed of a chunk's noise generator: depends only on (session seed, chunk), so a stream
-    restarted at any chunk draws the same noise as an uninterrupted one."""
-    return seed + chunk * 1000
 
 
 class PromptContexts:
@@ -107,7 +102,7 @@ class StreamGenerator:
         model, device = self.models.transformer, self.models.device
         start = self.config.start_frame(self.chunk)
         grid = model.grid(*self.latent_shape[2:])
-        generator = torch.Generator().manual_seed(chunk_seed(self.seed, self.chunk))
+        generator = torch.Generator().manual_seed(plain_seed(self.seed, self.chunk))
         timer = self.timer
 
         with timer.phase("denoise"):

@@ -16,8 +16,9 @@ class ScalingView:
     """Redraws after each chunk; prints nothing with `quiet`."""
 
     def __init__(self, console: Console, total_chunks: int, title: str, reward_names: tuple[str, str],
-                 quiet: bool) -> None:
+                 quiet: bool, first_chunk: int = 0) -> None:
         self.console, self.total, self.title, self.quiet = console, total_chunks, title, quiet
+        self.first_chunk = first_chunk
         self.short_name, self.long_name = reward_names
         self._start = time.perf_counter()
         self._live = Live(Text("starting..."), console=console, refresh_per_second=4, transient=False)
@@ -37,7 +38,7 @@ class ScalingView:
             return
         done = record.chunk + 1
         elapsed = time.perf_counter() - self._start
-        eta = elapsed / done * (self.total - done)
+        eta = elapsed / (done - self.first_chunk) * (self.total - done)
         chunk_s = sum(record.seconds.values())
         header = Text.from_markup(
             f"[bold]{self.title}[/]  chunk {done}/{self.total}  alpha {record.alpha:.3f}  "

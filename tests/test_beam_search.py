@@ -27,8 +27,8 @@ def models():
 
 
 def search(models, seed: int, scaling: ScalingConfig | None = None) -> BeamSearchStream:
-    return BeamSearchStream(models, StreamConfig(), scaling or ScalingConfig(), SharpnessProxy(),
-                            TemporalConsistencyProxy(), seed, "a red fox")
+    return BeamSearchStream(models, StreamConfig(), scaling or ScalingConfig(),
+                            (SharpnessProxy(), TemporalConsistencyProxy()), seed, {0: "a red fox"})
 
 
 def test_batched_candidates_equal_each_alone(models):

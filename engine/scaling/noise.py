@@ -30,3 +30,8 @@ def child_seed(seed: int, chunk: int, beam: int, child: int, parent_seed: int) -
     if child == 0:
         return parent_seed
     return seed + chunk * 1000 + beam * 100 + child
+
+
+def plain_seed(seed: int, chunk: int) -> int:
+    """Plain LongLive (no scaling): fresh noise every chunk, from (session seed, chunk) alone."""
+    return seed + chunk * 1000

@@ -1,0 +1,108 @@
+"""Runs a stream against a session: replay what is committed, generate and commit more, pick and
+export the final video. The only place where the engine's state meets the store."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+
+import torch
+from torch import Tensor
+
+from engine.config import StreamConfig
+from engine.models.factory import Models
+from engine.rewards.base import ClipScorer, FrameScorer
+from engine.scaling.config import ScalingConfig
+from engine.scaling.search import BeamSearchStream, ChunkRecord
+from sessions.store import Session, SessionError, SessionSpec
+
+FINAL_FILE = "final.json"
+
+
+def spec_for(preset: str, seed: int, config: StreamConfig, scaling: ScalingConfig | None,
+             rewards: tuple[str, str] | None, prompt: str) -> SessionSpec:
+    return SessionSpec(
+        preset=preset, seed=seed,
+        stream={"chunk_frames": config.chunk_frames, "sink_frames": config.sink_frames,
+                "local_window_frames": config.local_window_frames},
+        scaling=None if scaling is None else asdict(scaling),
+        rewards=None if rewards is None else list(rewards),
+        prompts=[{"from_chunk": 0, "prompt": prompt}],
+    )
+
+
+def stream_config(spec: SessionSpec) -> StreamConfig:
+    return StreamConfig(**spec.stream)
+
+
+def scaling_config(spec: SessionSpec) -> ScalingConfig | None:
+    return None if spec.scaling is None else ScalingConfig(**spec.scaling)
+
+
+def open_stream(spec: SessionSpec, models: Models, scorers: tuple[FrameScorer, ClipScorer] | None) -> BeamSearchStream:
+    return BeamSearchStream(models, stream_config(spec), scaling_config(spec), scorers, spec.seed, spec.schedule)
+
+
+def replay(stream: BeamSearchStream, session: Session, upto: int | None = None,
+           on_chunk: Callable[[int], None] | None = None) -> None:
+    """Rebuild the stream's exact state after the first `upto` (default: all) committed chunks."""
+    for stored in session.chunks(upto):
+        stream.restore(stored.record, stored.latents, stored.noise)
+        if on_chunk:
+            on_chunk(stored.record["chunk"])
+
+
+def generate(stream: BeamSearchStream, session: Session, num_chunks: int,
+             on_record: Callable[[ChunkRecord], None]) -> None:
+    """Generate and commit `num_chunks` chunks; each is committed whole or not at all."""
+    for _ in range(num_chunks):
+        record = stream.step()
+        started = time.perf_counter()
+        latents = torch.stack([b.latents[-1] for b in stream.beams])
+        noise = torch.stack([b.noise for b in stream.beams])
+        frames = torch.stack([b.frames[-1] for b in stream.beams])
+        payload = record.to_json()
+        payload["prompt"] = stream.prompt_at(record.chunk)
+        session.commit(payload, latents, noise, frames)
+        record.seconds["commit"] = time.perf_counter() - started
+        on_record(record)
+
+
+def save_final_pick(stream: BeamSearchStream, session: Session) -> int:
+    """The reference's final pick (best surviving beam by the long-term scorer on the whole video)
+    for the current head; export reads it."""
+    beam = stream.best_beam_index()
+    (session.path / FINAL_FILE).write_text(json.dumps({"head": session.head, "beam": beam}))
+    return beam
+
+
+def final_beam(session: Session) -> int:
+    path = session.path / FINAL_FILE
+    if path.exists():
+        pick = json.loads(path.read_text())
+        if pick.get("head") == session.head:
+            return int(pick["beam"])
+    return 0  # beams are stored best-fused first
+
+
+def lineage(session: Session, beam: int, upto: int) -> list[int]:
+    """Beam index at every chunk < upto of the lineage ending in `beam` at chunk upto - 1."""
+    indices = [beam]
+    for k in range(upto - 1, 0, -1):
+        record = session.chunk(k).record
+        if not 0 <= indices[0] < len(record["beams"]):
+            raise SessionError(f"beam {indices[0]} does not exist at chunk {k} (it has {len(record['beams'])})")
+        parent = record["candidates"][record["beams"][indices[0]]["candidate"]]["parent"]
+        indices.insert(0, parent)
+    return indices
+
+
+def video_frames(session: Session, beam: int | None = None, upto: int | None = None) -> list[Tensor]:
+    """Stored uint8 frames [3, F, H, W] per chunk of one lineage (default: the final pick)."""
+    upto = session.head if upto is None else upto
+    if not 1 <= upto <= session.head:
+        raise SessionError(f"--upto {upto} is out of range: {session.path} has {session.head} chunks")
+    beam = final_beam(session) if beam is None and upto == session.head else (beam or 0)
+    return [session.chunk(k).frames[b] for k, b in enumerate(lineage(session, beam, upto))]

@@ -1,0 +1,204 @@
+"""`new`, `continue` and `branch`: each ends in the same loop (replay what is committed, generate
+and commit more, pick the final beam, write video.mp4)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from engine.config import StreamConfig
+from engine.errors import StreamT1Error
+from engine.models.factory import load_models, tune_for_cuda
+from engine.models.presets import PRESETS
+from engine.rewards.registry import DEFAULT_REWARDS, LONG_REWARDS, SHORT_REWARDS, build_scorers, check_reward_names
+from engine.scaling.config import ScalingConfig
+from sessions.records import ChunkLog
+from sessions.runner import generate, open_stream, replay, save_final_pick, spec_for, stream_config, video_frames
+from sessions.store import Session, SessionSpec
+from sessions.video import Mp4Writer
+from streamt1_cli.common import (
+    ChunksOption, CompileOption, DeviceName, DeviceOption, DtypeName, DtypeOption, ModelDirOption, PresetName,
+    QuietOption, SecondsOption, chunks_for, console, fail, resolve_device, resolve_dtype,
+)
+from streamt1_cli.scaling_view import ScalingView
+from streamt1_cli.view import UNTRAINED_LABEL
+
+VIDEO_FILE, LOG_FILE = "video.mp4", "chunks.jsonl"
+
+
+def run_session(session: Session, num_chunks: int, model_dir: Path | None, device: DeviceName, dtype: DtypeName,
+                quiet: bool, compile_blocks: bool, new_prompt: str | None = None) -> None:
+    """Load the session's models, replay its committed chunks, generate `num_chunks` more (a new
+    prompt takes over from the first of them), then write the final pick to video.mp4."""
+    spec = session.spec
+    preset = PRESETS[spec.preset]
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    with session.lock():
+        try:
+            models = load_models(preset, model_dir, dev, dt)
+            scorers = None if spec.rewards is None else build_scorers(*spec.rewards, model_dir=model_dir,
+                                                                      device=dev, dtype=dt)
+        except StreamT1Error as err:
+            fail(str(err))
+        if dev.type == "cuda":
+            tune_for_cuda(models, compile_blocks=compile_blocks)
+        if not preset.trained:
+            console.print(UNTRAINED_LABEL)
+        stream = open_stream(spec, models, scorers)
+        start = session.head
+        if start:
+            with console.status(f"replaying {start} committed chunks..."):
+                replay(stream, session)
+        if new_prompt is not None and new_prompt != stream.prompt_at(start):
+            stream.schedule[start] = new_prompt
+        names = ("none", "none") if scorers is None else (scorers[0].name, scorers[1].name)
+        view = ScalingView(console, start + num_chunks, f"{spec.preset} {dev.type}", names, quiet, first_chunk=start)
+
+        def on_record(record) -> None:
+            if record.chunk == start and start in stream.schedule and spec.schedule.get(start) != stream.schedule[start]:
+                spec.prompts.append({"from_chunk": start, "prompt": stream.schedule[start]})
+                session.write_spec()  # the switch is part of the session once its first chunk is committed
+            log.write(record.to_json())
+            view.update(record)
+
+        try:
+            with ChunkLog(session.path / LOG_FILE) as log, view:
+                generate(stream, session, num_chunks, on_record)
+        except KeyboardInterrupt:
+            fail(f"interrupted: {session.path} holds {session.head} whole chunks; nothing half-done was kept. "
+                 f"Resume with `streamt1 continue {session.path}`", code=130)
+        save_final_pick(stream, session)
+    write_video(session)
+
+
+def write_video(session: Session) -> None:
+    path = session.path / VIDEO_FILE
+    config = stream_config(session.spec)
+    with Mp4Writer(path, config.fps) as writer:
+        for frames in video_frames(session):
+            writer.append(frames)
+    label = "" if PRESETS[session.spec.preset].trained else " (untrained tiny preset)"
+    console.print(f"wrote {path}: {writer.frames_written} frames, {session.head} chunks{label}; "
+                  f"records in {session.path / LOG_FILE}")
+
+
+def new(
+    prompt: Annotated[str, typer.Argument(help="What the video shows.")],
+    session: Annotated[Path, typer.Option("--session", "-s", help="New folder for this session: video.mp4, chunks.jsonl, session.toml, store.zarr.")],
+    preset: Annotated[PresetName, typer.Option(help="tiny: random-init, CPU seconds, untrained. longlive: real model, needs --model-dir.")] = PresetName.tiny,
+    model_dir: ModelDirOption = None,
+    seconds: SecondsOption = None,
+    chunks: ChunksOption = None,
+    seed: Annotated[int, typer.Option(help="Seed of every random draw; the same seed gives the same video.")] = 42,
+    device: DeviceOption = DeviceName.auto,
+    dtype: DtypeOption = DtypeName.auto,
+    quiet: QuietOption = False,
+    compile_blocks: CompileOption = True,
+    no_scaling: Annotated[bool, typer.Option("--no-scaling", help="Plain LongLive: one candidate a chunk, no rewards.")] = False,
+    beam_size: Annotated[int, typer.Option(help="Children per surviving beam.", rich_help_panel="Stream-T1")] = 2,
+    top_k: Annotated[int, typer.Option(help="Beams kept from each chunk's pool of beam_size x top_k candidates.", rich_help_panel="Stream-T1")] = 2,
+    noise_sigma: Annotated[float, typer.Option(help="Noise propagation: weight of the parent's noise, in [-1, 1].", rich_help_panel="Stream-T1")] = -0.1,
+    short_threshold: Annotated[float, typer.Option(help="Memory sinking: short-term reward rise that flags a chunk.", rich_help_panel="Stream-T1")] = 0.0,
+    long_threshold: Annotated[float, typer.Option(help="Memory sinking: long-term reward drop that makes a flagged chunk APPEND.", rich_help_panel="Stream-T1")] = 0.2,
+    fusion_cap: Annotated[float, typer.Option(help="Largest weight of the short-term reward in the fused score.", rich_help_panel="Stream-T1")] = 0.4,
+    window_chunks: Annotated[int, typer.Option(help="Long-term reward window, in chunks.", rich_help_panel="Stream-T1")] = 10,
+    max_sink: Annotated[int, typer.Option(help="Largest sink, in latent frames (original sink included).", rich_help_panel="Stream-T1")] = 15,
+    horizon: Annotated[int, typer.Option(help="Latent frames the fusion weight ramps over (the reference's 5 s = 21).", rich_help_panel="Stream-T1")] = 21,
+    short_reward: Annotated[Optional[str], typer.Option(help=f"Short-term (per-frame) scorer: {', '.join(SHORT_REWARDS)} (default: proxy on tiny, hpsv3 on longlive).", rich_help_panel="Stream-T1")] = None,
+    long_reward: Annotated[Optional[str], typer.Option(help=f"Long-term (per-clip) scorer: {', '.join(LONG_REWARDS)} (default: proxy on tiny, videoreward on longlive).", rich_help_panel="Stream-T1")] = None,
+) -> None:
+    """Start a session and generate a video, chunk by chunk (Stream-T1 unless --no-scaling)."""
+    if not prompt.strip():
+        fail("the prompt is empty: say what the video should show")
+    config = StreamConfig()
+    num_chunks = chunks_for(seconds, chunks, config)
+    rewards = DEFAULT_REWARDS[preset.value]
+    rewards = (short_reward or rewards[0], long_reward or rewards[1])
+    if session.exists() and (not session.is_dir() or any(session.iterdir())):
+        fail(f"{session} already exists and is not an empty folder: choose a new --session path, or "
+             f"`streamt1 continue {session}`")
+    try:
+        scaling = None if no_scaling else ScalingConfig(
+            beam_size=beam_size, top_k=top_k, noise_sigma=noise_sigma, short_threshold=short_threshold,
+            long_threshold=long_threshold, fusion_cap=fusion_cap, window_chunks=window_chunks,
+            max_sink_frames=max_sink, horizon_frames=horizon)
+        if scaling is not None:
+            check_reward_names(*rewards)
+        spec = spec_for(preset.value, seed, config, scaling, None if no_scaling else rewards, prompt)
+        load_check(spec, model_dir)
+        created = Session.create(session, spec)
+    except StreamT1Error as err:
+        fail(str(err))
+    run_session(created, num_chunks, model_dir, device, dtype, quiet, compile_blocks)
+
+
+def load_check(spec: SessionSpec, model_dir: Path | None) -> None:
+    """Fail before creating anything when the weights a spec needs are not there."""
+    from engine.models.factory import resolve_model_dir
+
+    if PRESETS[spec.preset].trained:
+        resolve_model_dir(model_dir)
+    if spec.rewards is not None and any(name != "proxy" for name in spec.rewards) and model_dir is None:
+        name = next(n for n in spec.rewards if n != "proxy")
+        raise StreamT1Error(f"the {name} reward needs downloaded weights: pass --model-dir DIR, or use the proxy reward")
+
+
+def continue_(
+    path: Annotated[Path, typer.Argument(help="The session to extend.")],
+    seconds: SecondsOption = None,
+    chunks: ChunksOption = None,
+    prompt: Annotated[Optional[str], typer.Option(help="New prompt from the next chunk on (LongLive's KV re-cache).")] = None,
+    model_dir: ModelDirOption = None,
+    device: DeviceOption = DeviceName.auto,
+    dtype: DtypeOption = DtypeName.auto,
+    quiet: QuietOption = False,
+    compile_blocks: CompileOption = True,
+) -> None:
+    """Resume a session at its last whole chunk and generate more, exactly as if it never stopped."""
+    try:
+        session = Session.open(path)
+    except StreamT1Error as err:
+        fail(str(err))
+    if prompt is not None and not prompt.strip():
+        fail("--prompt is empty: say what the video should show from here on")
+    num_chunks = chunks_for(seconds, chunks, stream_config(session.spec), first=session.head == 0)
+    run_session(session, num_chunks, model_dir, device, dtype, quiet, compile_blocks, new_prompt=prompt)
+
+
+def branch(
+    path: Annotated[Path, typer.Argument(help="The session to branch from.")],
+    at: Annotated[int, typer.Option("--at", help="Keep the parent's chunks 0..AT-1, generate from chunk AT.")],
+    to: Annotated[Path, typer.Option("--to", help="Folder of the new session.")],
+    prompt: Annotated[Optional[str], typer.Option(help="New prompt from chunk AT on.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="New seed for the chunks from AT on (default: the parent's).")] = None,
+    seconds: SecondsOption = None,
+    chunks: ChunksOption = None,
+    model_dir: ModelDirOption = None,
+    device: DeviceOption = DeviceName.auto,
+    dtype: DtypeOption = DtypeName.auto,
+    quiet: QuietOption = False,
+    compile_blocks: CompileOption = True,
+) -> None:
+    """Start a new session from a parent's first AT chunks (referenced, not copied) and continue it."""
+    try:
+        parent = Session.open(path)
+        if not 1 <= at <= parent.head:
+            raise StreamT1Error(f"--at {at} is out of range: {path} has chunks 0..{parent.head - 1}, so "
+                                f"branch at 1..{parent.head}")
+        if prompt is not None and not prompt.strip():
+            raise StreamT1Error("--prompt is empty: say what the video should show from here on")
+        spec = parent.spec
+        prompts = [p for p in spec.prompts if p["from_chunk"] < at]
+        if prompt is not None:
+            prompts.append({"from_chunk": at, "prompt": prompt})
+        child = replace(spec, seed=spec.seed if seed is None else seed, prompts=prompts,
+                        parent={"path": str(path.resolve()), "at": at})
+        num_chunks = chunks_for(seconds, chunks, stream_config(spec), first=False)
+        session = Session.create(to, child, head=at)
+    except StreamT1Error as err:
+        fail(str(err))
+    run_session(session, num_chunks, model_dir, device, dtype, quiet, compile_blocks)
