@@ -22,14 +22,14 @@ FINAL_FILE = "final.json"
 
 
 def spec_for(preset: str, seed: int, config: StreamConfig, scaling: ScalingConfig | None,
-             rewards: tuple[str, str] | None, prompt: str) -> SessionSpec:
+             rewards: tuple[str, str] | None, schedule: dict[int, str]) -> SessionSpec:
     return SessionSpec(
         preset=preset, seed=seed,
         stream={"chunk_frames": config.chunk_frames, "sink_frames": config.sink_frames,
                 "local_window_frames": config.local_window_frames},
         scaling=None if scaling is None else asdict(scaling),
         rewards=None if rewards is None else list(rewards),
-        prompts=[{"from_chunk": 0, "prompt": prompt}],
+        prompts=[{"from_chunk": k, "prompt": p} for k, p in sorted(schedule.items())],
     )
 
 

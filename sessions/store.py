@@ -45,9 +45,9 @@ class SessionSpec:
     preset: str
     seed: int
     stream: dict[str, Any]
-    scaling: dict[str, Any] | None  # None: plain LongLive
-    rewards: list[str] | None  # [short, long] scorer names
     prompts: list[dict[str, Any]]  # [{"from_chunk": k, "prompt": p}], sorted
+    scaling: dict[str, Any] | None = None  # None: plain LongLive
+    rewards: list[str] | None = None  # [short, long] scorer names
     parent: dict[str, Any] | None = None  # {"path": ..., "at": K}
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -85,14 +85,20 @@ class Session:
     # --- creating and opening --------------------------------------------------------------------
     @classmethod
     def create(cls, path: Path, spec: SessionSpec, head: int = 0) -> Session:
+        """Build the session in a hidden sibling folder and rename it into place: a crash leaves
+        either no session or a complete empty one."""
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise SessionError(f"{path} already exists and is not an empty folder: choose a new session path")
-        path.mkdir(parents=True, exist_ok=True)
-        zarr.open_group(path / STORE_DIR, mode="w", zarr_format=3)
-        session = cls(path, spec)
-        session.write_spec()
-        _atomic_write(path / HEAD_FILE, f"{head}\n")
-        return session
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.parent / f".{path.name}.creating-{os.getpid()}"
+        staging.mkdir()
+        zarr.open_group(staging / STORE_DIR, mode="w", zarr_format=3)
+        cls(staging, spec).write_spec()
+        _atomic_write(staging / HEAD_FILE, f"{head}\n")
+        if path.exists():
+            path.rmdir()  # empty, checked above
+        os.rename(staging, path)
+        return cls(path, spec)
 
     @classmethod
     def open(cls, path: Path) -> Session:

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import torch
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from engine.config import StreamConfig
 from engine.models.factory import MODEL_DIR_ENV
@@ -46,7 +47,7 @@ CompileOption = Annotated[bool, typer.Option("--compile/--no-compile", help="tor
 
 def fail(message: str, code: int = 2) -> None:
     """Print one red line and exit (bad input or environment, not a crash)."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -3,6 +3,7 @@ and commit more, pick the final beam, write video.mp4)."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
@@ -16,6 +17,7 @@ from engine.models.presets import PRESETS
 from engine.rewards.registry import DEFAULT_REWARDS, LONG_REWARDS, SHORT_REWARDS, build_scorers, check_reward_names
 from engine.scaling.config import ScalingConfig
 from sessions.records import ChunkLog
+from sessions.script import read_script
 from sessions.runner import generate, open_stream, replay, save_final_pick, spec_for, stream_config, video_frames
 from sessions.store import Session, SessionSpec
 from sessions.video import Mp4Writer
@@ -37,8 +39,9 @@ def run_session(session: Session, num_chunks: int, model_dir: Path | None, devic
     preset = PRESETS[spec.preset]
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    with session.lock():
+    with ExitStack() as held:
         try:
+            held.enter_context(session.lock())
             models = load_models(preset, model_dir, dev, dt)
             scorers = None if spec.rewards is None else build_scorers(*spec.rewards, model_dir=model_dir,
                                                                       device=dev, dtype=dt)
@@ -87,8 +90,9 @@ def write_video(session: Session) -> None:
 
 
 def new(
-    prompt: Annotated[str, typer.Argument(help="What the video shows.")],
-    session: Annotated[Path, typer.Option("--session", "-s", help="New folder for this session: video.mp4, chunks.jsonl, session.toml, store.zarr.")],
+    prompt: Annotated[Optional[str], typer.Argument(help="What the video shows (or give --script).")] = None,
+    session: Annotated[Path, typer.Option("--session", "-s", help="New folder for this session: video.mp4, chunks.jsonl, session.toml, store.zarr.")] = ...,
+    script: Annotated[Optional[Path], typer.Option(help="Prompt schedule (TOML, see prompts/*.toml): prompts switching at given seconds or chunks.")] = None,
     preset: Annotated[PresetName, typer.Option(help="tiny: random-init, CPU seconds, untrained. longlive: real model, needs --model-dir.")] = PresetName.tiny,
     model_dir: ModelDirOption = None,
     seconds: SecondsOption = None,
@@ -112,9 +116,15 @@ def new(
     long_reward: Annotated[Optional[str], typer.Option(help=f"Long-term (per-clip) scorer: {', '.join(LONG_REWARDS)} (default: proxy on tiny, videoreward on longlive).", rich_help_panel="Stream-T1")] = None,
 ) -> None:
     """Start a session and generate a video, chunk by chunk (Stream-T1 unless --no-scaling)."""
-    if not prompt.strip():
-        fail("the prompt is empty: say what the video should show")
     config = StreamConfig()
+    if (prompt is None) == (script is None):
+        fail("give a PROMPT or a --script, not both" if prompt is not None else "give a PROMPT (or a --script)")
+    if prompt is not None and not prompt.strip():
+        fail("the prompt is empty: say what the video should show")
+    try:
+        schedule = {0: prompt} if script is None else read_script(script, config)
+    except StreamT1Error as err:
+        fail(str(err))
     num_chunks = chunks_for(seconds, chunks, config)
     rewards = DEFAULT_REWARDS[preset.value]
     rewards = (short_reward or rewards[0], long_reward or rewards[1])
@@ -128,7 +138,7 @@ def new(
             max_sink_frames=max_sink, horizon_frames=horizon)
         if scaling is not None:
             check_reward_names(*rewards)
-        spec = spec_for(preset.value, seed, config, scaling, None if no_scaling else rewards, prompt)
+        spec = spec_for(preset.value, seed, config, scaling, None if no_scaling else rewards, schedule)
         load_check(spec, model_dir)
         created = Session.create(session, spec)
     except StreamT1Error as err:

@@ -1,0 +1,50 @@
+"""Prompt schedules from TOML scripts (`streamt1 new --script FILE.toml`): which prompt takes over
+at which chunk. Times in seconds map to the chunk that holds that video frame."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from engine.config import StreamConfig
+from engine.errors import StreamT1Error
+
+
+def chunk_at_seconds(seconds: float, config: StreamConfig) -> int:
+    """The chunk containing video frame round(seconds * fps) (chunk 0 has 9 frames, later ones 12)."""
+    frame = round(seconds * config.fps)
+    first = config.pixel_frames(0)
+    return 0 if frame < first else 1 + (frame - first) // config.pixel_frames(1)
+
+
+def read_script(path: Path, config: StreamConfig) -> dict[int, str]:
+    """{first chunk: prompt}; every problem is a one-line StreamT1Error naming the entry."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise StreamT1Error(f"prompt script {path} does not exist") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise StreamT1Error(f"prompt script {path} is not valid TOML: {' '.join(str(exc).split())}") from exc
+    entries = raw.get("prompt")
+    if not isinstance(entries, list) or not entries:
+        raise StreamT1Error(f"prompt script {path} has no [[prompt]] entries (see prompts/*.toml for the format)")
+    schedule: dict[int, str] = {}
+    for i, entry in enumerate(entries, 1):
+        where = f"prompt script {path}, entry {i}"
+        if not isinstance(entry, dict) or set(entry) - {"at_seconds", "at_chunk", "prompt"}:
+            raise StreamT1Error(f"{where}: use only the keys at_seconds or at_chunk, and prompt")
+        text = entry.get("prompt")
+        if not isinstance(text, str) or not text.strip():
+            raise StreamT1Error(f"{where}: prompt is missing or empty")
+        if ("at_seconds" in entry) == ("at_chunk" in entry):
+            raise StreamT1Error(f"{where}: give exactly one of at_seconds or at_chunk")
+        at = entry.get("at_seconds", entry.get("at_chunk"))
+        if isinstance(at, bool) or not isinstance(at, (int, float)) or at < 0 or ("at_chunk" in entry and not isinstance(at, int)):
+            raise StreamT1Error(f"{where}: the start must be a non-negative number (at_chunk a whole number)")
+        chunk = at if "at_chunk" in entry else chunk_at_seconds(at, config)
+        if schedule and chunk <= max(schedule):
+            raise StreamT1Error(f"{where}: starts at chunk {chunk}, not after the previous entry's chunk {max(schedule)}")
+        schedule[chunk] = text
+    if 0 not in schedule:
+        raise StreamT1Error(f"prompt script {path}: the first entry must start at 0")
+    return schedule
