@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import asdict
 
@@ -55,19 +56,39 @@ def replay(stream: BeamSearchStream, session: Session, upto: int | None = None,
 
 
 def generate(stream: BeamSearchStream, session: Session, num_chunks: int,
-             on_record: Callable[[ChunkRecord], None]) -> None:
-    """Generate and commit `num_chunks` chunks; each is committed whole or not at all."""
-    for _ in range(num_chunks):
-        record = stream.step()
-        started = time.perf_counter()
-        latents = torch.stack([b.latents[-1] for b in stream.beams])
-        noise = torch.stack([b.noise for b in stream.beams])
-        frames = torch.stack([b.frames[-1] for b in stream.beams])
-        payload = record.to_json()
-        payload["prompt"] = stream.prompt_at(record.chunk)
-        session.commit(payload, latents, noise, frames)
-        record.seconds["commit"] = time.perf_counter() - started
-        on_record(record)
+             on_record: Callable[[ChunkRecord], None],
+             after_commit: Callable[[int], None] | None = None) -> None:
+    """Generate `num_chunks` chunks; a background thread commits each (whole or not at all, in
+    order) while the next one generates. `record.seconds["commit_wait"]` is how long generation
+    waited on the disk; `after_commit(chunk)` runs in the writer right after a chunk is committed.
+    Leaving this function (even by Ctrl-C) first finishes the writes already queued."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="session-writer") as writer:
+        queued: list[Future] = []
+        for _ in range(num_chunks):
+            record = stream.step()
+            payload = record.to_json()
+            payload["prompt"] = stream.prompt_at(record.chunk)
+            latents = torch.stack([b.latents[-1] for b in stream.beams])
+            noise = torch.stack([b.noise for b in stream.beams])
+            frames = torch.stack([b.frames[-1] for b in stream.beams])
+            started = time.perf_counter()
+            for done in [f for f in queued if f.done()]:
+                done.result()  # a failed write stops the run here, with the session at its last whole chunk
+                queued.remove(done)
+            if len(queued) > 1:  # never run more than one chunk ahead of the disk
+                queued.pop(0).result()
+            record.seconds["commit_wait"] = time.perf_counter() - started
+            queued.append(writer.submit(_commit, session, payload, latents, noise, frames, after_commit))
+            on_record(record)
+        for future in queued:
+            future.result()
+
+
+def _commit(session: Session, payload: dict, latents: Tensor, noise: Tensor, frames: Tensor,
+            after_commit: Callable[[int], None] | None) -> None:
+    session.commit(payload, latents, noise, frames)
+    if after_commit is not None:
+        after_commit(payload["chunk"])
 
 
 def save_final_pick(stream: BeamSearchStream, session: Session) -> int:

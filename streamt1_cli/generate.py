@@ -62,15 +62,17 @@ def run_session(session: Session, num_chunks: int, model_dir: Path | None, devic
         view = ScalingView(console, start + num_chunks, f"{spec.preset} {dev.type}", names, quiet, first_chunk=start)
 
         def on_record(record) -> None:
-            if record.chunk == start and start in stream.schedule and spec.schedule.get(start) != stream.schedule[start]:
-                spec.prompts.append({"from_chunk": start, "prompt": stream.schedule[start]})
-                session.write_spec()  # the switch is part of the session once its first chunk is committed
             log.write(record.to_json())
             view.update(record)
 
+        def after_commit(chunk: int) -> None:
+            if chunk == start and start in stream.schedule and stream.schedule[start] != spec.schedule.get(start):
+                spec.prompts.append({"from_chunk": start, "prompt": stream.schedule[start]})
+                session.write_spec()  # a switch belongs to the session once its first chunk is committed
+
         try:
             with ChunkLog(session.path / LOG_FILE) as log, view:
-                generate(stream, session, num_chunks, on_record)
+                generate(stream, session, num_chunks, on_record, after_commit)
         except KeyboardInterrupt:
             fail(f"interrupted: {session.path} holds {session.head} whole chunks; nothing half-done was kept. "
                  f"Resume with `streamt1 continue {session.path}`", code=130)
