@@ -6,5 +6,7 @@ export PYTHONPATH=$PWD
 OUT=${OUT:-.bench_out}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+# Sessions at real size: disk, commit overlap, replay cost and exactness (issue 4).
+python3 bench/session_bench.py --chunks 6 --dir /tmp/bench_session 2>&1 | grep -v "^W1\|^\[transformers\]" | tee "$OUT/session.txt"
 # Stream-T1 N=4 vs plain LongLive, same models, same process (issue 3); the base row is issue 2's figure.
 python3 bench/tts_bench.py --chunks 12 --warmup 4 --rewards real --json "$OUT/tts.json" 2>&1 | grep -v "^W1\|^\[transformers\]" | tee "$OUT/tts.txt"
