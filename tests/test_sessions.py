@@ -236,3 +236,18 @@ def test_killed_runs_reopen_at_a_whole_chunk_and_finish_identically(full6: Path,
             cli("continue", str(path), "--chunks", str(6 - head))
         assert_same_run(full6, path)
     assert len(set(heads)) >= 3, heads  # the kills landed in different phases
+
+
+def test_show_reports_disk_and_real_size_projection(tmp_path: Path):
+    import json
+
+    path = tmp_path / "forty"
+    cli("new", "a red fox", "--chunks", "40", "--session", str(path))
+    text = cli("show", str(path))
+    assert "disk:" in text and "for a 30 s video" in text
+    info = json.loads(cli("show", str(path), "--json"))
+    assert info["chunks"] == 40 and len(info["lineage"]) == 40 and len(info["records"]) == 40
+    assert 0 < info["disk_bytes"] == Session.open(path).disk_bytes()
+    per_beam = 2 * 16 * 3 * 60 * 104 * 4 + 3 * 12 * 480 * 832  # latents + noise (fp32) + uint8 frames
+    assert info["real_size_bytes_per_chunk"] == 2 * per_beam
+    print(f"tiny 40-chunk session: {info['disk_bytes'] / 1e6:.2f} MB; real size {2 * per_beam / 1e6:.1f} MB a chunk")
