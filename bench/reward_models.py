@@ -11,21 +11,11 @@ from transformers import PreTrainedTokenizerFast, Qwen2VLConfig
 from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLModel
 
 from engine.rewards.hpsv3 import INSTRUCTION, REWARD_TOKEN, HPSv3Scorer, ranknet_head
-from engine.rewards.qwen_vl import QwenVL
+from engine.rewards.qwen_vl import QWEN2_VL_SPECIAL_TOKENS, REWARD_CHAT_TEMPLATE, QwenVL
 from engine.rewards.videoreward import PROMPT, SPECIAL_TOKENS, ClipSampling, VideoRewardScorer
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-                 "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
-CHAT_TEMPLATE = (
-    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}<|im_start|>system\n"
-    "You are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] }}\n"
-    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif c['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in c %}"
-    "{{ c['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 SIZES = {  # (hidden, intermediate, heads, kv heads, vocab) of the language model; 28 layers each
     "7B": (3584, 18944, 28, 4, 152064),
     "2B": (1536, 8960, 12, 2, 151936),
@@ -39,9 +29,9 @@ def offline_tokenizer(extra: list[str]) -> PreTrainedTokenizerFast:
     trainer = trainers.BpeTrainer(vocab_size=4000, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
     tok.train_from_iterator([INSTRUCTION, PROMPT, "a red fox runs through fresh snow"], trainer)
-    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in QWEN_SPECIALS + extra])
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in [*QWEN2_VL_SPECIAL_TOKENS, *extra]])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    fast.chat_template = CHAT_TEMPLATE
+    fast.chat_template = REWARD_CHAT_TEMPLATE
     return fast
 
 

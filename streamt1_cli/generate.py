@@ -25,8 +25,7 @@ from streamt1_cli.common import (
     ChunksOption, CompileOption, DeviceName, DeviceOption, DtypeName, DtypeOption, ModelDirOption, PresetName,
     QuietOption, SecondsOption, chunks_for, console, fail, resolve_device, resolve_dtype,
 )
-from streamt1_cli.scaling_view import ScalingView
-from streamt1_cli.view import UNTRAINED_LABEL
+from streamt1_cli.view import UNTRAINED_LABEL, ScalingView
 
 VIDEO_FILE, LOG_FILE = "video.mp4", "chunks.jsonl"
 

@@ -1,47 +1,65 @@
-"""Rich progress display of a running stream: chunks done, frames, FPS, ETA, phase split."""
+"""Rich live view of a run: every candidate's rewards, which beams survived, their sinks, timing."""
 
 from __future__ import annotations
 
 import time
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
 
-from engine.stream import ChunkResult
+from engine.scaling.search import ChunkRecord
 
 UNTRAINED_LABEL = "[bold yellow]UNTRAINED[/] random-init weights (tiny preset): the video is noise-like by design"
 
 
-class StreamView:
-    """A progress bar over chunks with the last chunk's timing split; silent with `quiet`."""
+class ScalingView:
+    """Redraws after each chunk; prints nothing with `quiet`."""
 
-    def __init__(self, console: Console, total_chunks: int, title: str, quiet: bool) -> None:
-        self.console = console
-        self.quiet = quiet
-        self.frames = 0
+    def __init__(self, console: Console, total_chunks: int, title: str, reward_names: tuple[str, str],
+                 quiet: bool, first_chunk: int = 0) -> None:
+        self.console, self.total, self.title, self.quiet = console, total_chunks, title, quiet
+        self.first_chunk = first_chunk
+        self.short_name, self.long_name = reward_names
         self._start = time.perf_counter()
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            disable=quiet,
-        )
-        self._task = self._progress.add_task(title, total=total_chunks, stats="")
+        self._live = Live(Text("starting..."), console=console, refresh_per_second=4, transient=False)
 
-    def __enter__(self) -> "StreamView":
-        self._progress.start()
+    def __enter__(self) -> "ScalingView":
+        if not self.quiet:
+            self._live.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
+        if not self.quiet:
+            self._live.stop()
+            self.console.line()
 
-    def update(self, chunk: ChunkResult) -> None:
-        self.frames += chunk.frames.shape[2]
-        fps = self.frames / max(time.perf_counter() - self._start, 1e-9)
-        split = " ".join(f"{name} {sec * 1000:.0f}ms" for name, sec in chunk.seconds.items())
-        stats = f"{self.frames} frames  {fps:.1f} fps  [dim]{split}[/]"
-        self._progress.update(self._task, advance=1, stats=stats)
+    def update(self, record: ChunkRecord) -> None:
+        if self.quiet:
+            return
+        done = record.chunk + 1
+        elapsed = time.perf_counter() - self._start
+        eta = elapsed / (done - self.first_chunk) * (self.total - done)
+        chunk_s = sum(record.seconds.values())
+        header = Text.from_markup(
+            f"[bold]{self.title}[/]  chunk {done}/{self.total}  alpha {record.alpha:.3f}  "
+            f"chunk {chunk_s:.2f}s  elapsed {elapsed:.0f}s  ETA {eta:.0f}s"
+        )
+        cands = Table(title=f"candidates (short: {self.short_name}, long: {self.long_name})", expand=False)
+        for col in ("#", "parent", "seed", "short", "long", "fused", "kept", "sink flag"):
+            cands.add_column(col, justify="right")
+        for c in record.candidates:
+            style = "bold green" if c.kept else "dim"
+            cands.add_row(str(c.index), "-" if c.parent is None else str(c.parent), str(c.seed),
+                          f"{c.short:.4f}", f"{c.long:.4f}", f"{c.fused:.4f}", "yes" if c.kept else "",
+                          c.flag or "", style=style)
+        beams = Table(title="surviving beams")
+        for col in ("beam", "candidate", "sink frames", "last sink action"):
+            beams.add_column(col, justify="right")
+        for b, beam in enumerate(record.beams):
+            event = beam["last_sink_event"]
+            action = "-" if event is None else f"{event['route']} (frame {event['start_frame']})"
+            beams.add_row(str(b), str(beam["candidate"]), str(beam["sink_frames"]), action)
+        split = "  ".join(f"{k} {v * 1000:.0f}ms" for k, v in record.seconds.items())
+        self._live.update(Group(header, cands, beams, Text(split, style="dim")))

@@ -30,26 +30,13 @@ from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLModel
 from engine.errors import WeightsError
 from engine.rewards.base import ClipScorer, FrameScorer
 from engine.rewards.hpsv3 import INSTRUCTION, PIXELS, REWARD_TOKEN, HPSv3Scorer, ranknet_head
-from engine.rewards.qwen_vl import smart_resize, to_8bit
+from engine.rewards.qwen_vl import QWEN2_VL_SPECIAL_TOKENS, REWARD_CHAT_TEMPLATE, smart_resize, to_8bit
 from engine.rewards.videoreward import PROMPT, SPECIAL_TOKENS, ClipSampling, VideoRewardScorer
 
 F32 = torch.float32
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 NORM = {"VQ_mean": 3.6757, "VQ_std": 2.2476, "MQ_mean": 1.1646, "MQ_std": 1.3811, "TA_mean": 2.8105, "TA_std": 2.5121}
-QWEN_SPECIALS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-    "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
-]  # fmt: skip
-# Qwen2-VL's chat template, reduced to what a reward prompt uses (system line, vision placeholders).
-CHAT_TEMPLATE = (
-    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}<|im_start|>system\n"
-    "You are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] }}\n"
-    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif c['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in c %}"
-    "{{ c['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 PROMPT_TEXT = "a red fox runs through fresh snow at dawn"
 IMAGE_HW = (448, 448)  # exactly HPSv3's 256 * 28 * 28 pixels: neither path resizes
 VIDEO_HW = (308, 336)  # within VideoReward's [128, 256] * 28 * 28 pixels: not resized either
@@ -85,15 +72,15 @@ def save_tokenizer(folder: Path, extra: list[str], template_in_tokenizer: bool) 
         vocab_size=700, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
     )
     tok.train_from_iterator([INSTRUCTION, PROMPT, PROMPT_TEXT], trainer)
-    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in QWEN_SPECIALS + extra])
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in [*QWEN2_VL_SPECIAL_TOKENS, *extra]])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     if template_in_tokenizer:
-        fast.chat_template = CHAT_TEMPLATE
+        fast.chat_template = REWARD_CHAT_TEMPLATE
     fast.save_pretrained(folder)
     cfg_path = folder / "tokenizer_config.json"
     cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), "tokenizer_class": "Qwen2Tokenizer"}))
     if not template_in_tokenizer:  # Qwen2-VL repos also ship the template as chat_template.json
-        (folder / "chat_template.json").write_text(json.dumps({"chat_template": CHAT_TEMPLATE}))
+        (folder / "chat_template.json").write_text(json.dumps({"chat_template": REWARD_CHAT_TEMPLATE}))
 
 
 def hub_config(folder: Path, tie: bool) -> dict:
@@ -208,7 +195,7 @@ def hpsv3(tmp_path_factory):
 
     tok = AutoTokenizer.from_pretrained(processor_dir)
     tok.add_special_tokens({"additional_special_tokens": [REWARD_TOKEN]})
-    tok.chat_template = CHAT_TEMPLATE
+    tok.chat_template = REWARD_CHAT_TEMPLATE
     torch.manual_seed(0)
     net = Qwen2VLForConditionalGeneration(model_config(config, len(tok))).eval()
     head = ranknet_head(32).eval()

@@ -37,6 +37,20 @@ from engine.errors import WeightsError
 from engine.models.checkpoints import _download_fix, _foreign, _load_strict, _load_tokenizer, _read_json
 
 # The LM head of the reward models' Qwen2VLForConditionalGeneration: stored in their files, unused.
+# Qwen2-VL's own special tokens and its chat template reduced to what a reward prompt uses: for
+# building offline tokenizers (tests, benchmarks) where the real tokenizer cannot be downloaded.
+QWEN2_VL_SPECIAL_TOKENS = (
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+    "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+)
+REWARD_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}<|im_start|>system\n"
+    "You are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] }}\n"
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif c['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in c %}"
+    "{{ c['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 LM_HEAD_KEY = "lm_head.weight"
 HEAD_PREFIX = "rm_head."  # both reward models call their head `rm_head`
 
