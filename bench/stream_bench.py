@@ -82,7 +82,7 @@ def main() -> None:
         "median_ms": {p: v * 1e3 for p, v in median.items()},
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0.0,
     }
-    print(f"median per chunk: " + ", ".join(f"{p} {v:.1f} ms" for p, v in result["median_ms"].items()))
+    print("median per chunk: " + ", ".join(f"{p} {v:.1f} ms" for p, v in result["median_ms"].items()))
     print(f"FPS {result['fps']:.2f} ({frames} frames in {wall:.2f} s), peak {result['peak_gib']:.1f} GiB, "
           f"compile={args.compile}, overlap={not args.no_overlap}, "
           f"attention={args.attention}, cudnn.benchmark={args.cudnn_benchmark}, {result['gpu']}")

@@ -3,7 +3,6 @@ behind, appended sinks keep their frame positions, and scaling beats plain LongL
 
 from __future__ import annotations
 
-from dataclasses import replace
 
 import pytest
 import torch

@@ -23,7 +23,6 @@ from engine.models.presets import TINY
 from engine.rewards.proxies import SharpnessProxy, TemporalConsistencyProxy
 from engine.scaling.config import ScalingConfig
 from engine.scaling.search import BeamSearchStream, recache_window
-from sessions.runner import video_frames
 from sessions.store import HEAD_FILE, SPEC_FILE, Session
 from streamt1_cli.app import app
 
@@ -217,16 +216,21 @@ def test_killed_runs_reopen_at_a_whole_chunk_and_finish_identically(full6: Path,
         proc = subprocess.Popen([sys.executable, "-m", "streamt1_cli", "new", "a red fox", "--chunks", "6",
                                  "--session", str(path), "--quiet"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        # wait until the session exists, then kill at a random moment of the chunk loop
-        deadline = time.time() + 60
-        while not (path / HEAD_FILE).exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 2.5))
+        # SIGKILL at a random moment once the session exists; Ctrl-C (SIGINT) once a chunk is in,
+        # where it must end the run cleanly (exit 130) and say how to continue
         sig = signal.SIGINT if trial % 11 == 10 else signal.SIGKILL
+        deadline = time.time() + 60
+        while proc.poll() is None and time.time() < deadline:
+            head = (path / HEAD_FILE).read_text().strip() if (path / HEAD_FILE).exists() else ""
+            if head and (sig == signal.SIGKILL or int(head) >= 1):
+                break
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 2.5 if sig == signal.SIGKILL else 0.5))
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
-        if sig == signal.SIGINT and proc.returncode == 130:
-            assert b"continue" in err
+        if sig == signal.SIGINT:
+            assert proc.returncode == 130, err.decode()[-500:]
+            assert b"streamt1 continue" in err and b"whole chunks" in err
         session = Session.open(path)
         head = session.head
         heads.append(head)
