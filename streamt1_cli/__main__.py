@@ -1,3 +1,3 @@
-from streamt1_cli.app import main
+from streamt1_cli.launch import main
 
 main()

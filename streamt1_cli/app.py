@@ -62,4 +62,8 @@ def download(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # before a session loop took over (start-up, model loading)
+        console.print("[bold red]error:[/] interrupted before any chunk was generated; nothing was changed")
+        raise SystemExit(130) from None

@@ -111,3 +111,16 @@ def test_scaling_switch_errors(tmp_path: Path):
     assert "unknown short-term reward 'clip'" in one_line_error(["new", "x", "--session", s, "--short-reward", "clip"])
     assert "hpsv3 reward needs downloaded weights" in one_line_error(["new", "x", "--session", s, "--short-reward", "hpsv3"])
     assert not (tmp_path / "s").exists()
+
+
+def test_ctrl_c_during_startup_is_one_line(tmp_path: Path):
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "streamt1_cli", "new", "x", "--session", str(tmp_path / "s")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.5)  # inside the imports of torch / diffusers
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert b"Traceback" not in err and b"interrupted" in err
+    assert not (tmp_path / "s").exists()
