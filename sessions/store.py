@@ -18,6 +18,7 @@ import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,8 @@ class Session:
         """Build the session in a hidden sibling folder and rename it into place: a crash leaves
         either no session or a complete empty one."""
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise SessionError(f"{path} already exists and is not an empty folder: choose a new session path")
+            raise SessionError(f"{path} already exists and is not an empty folder: choose a new session path, "
+                               f"or extend it with `streamt1 continue {path}`")
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.parent / f".{path.name}.creating-{os.getpid()}"
         staging.mkdir()
@@ -140,8 +142,9 @@ class Session:
         except (FileNotFoundError, ValueError) as exc:
             raise SessionError(f"{self.path / HEAD_FILE} is missing or corrupt: the session cannot be trusted") from exc
 
-    @property
+    @cached_property
     def parent(self) -> Session:
+        """Opened (and checked) once: a branch's replay reads every early chunk through it."""
         parent_path = Path(self.spec.parent["path"])
         try:
             return Session.open(parent_path)

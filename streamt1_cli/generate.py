@@ -14,7 +14,7 @@ from engine.config import StreamConfig
 from engine.errors import StreamT1Error
 from engine.models.factory import load_models, tune_for_cuda
 from engine.models.presets import PRESETS
-from engine.rewards.registry import DEFAULT_REWARDS, LONG_REWARDS, SHORT_REWARDS, build_scorers, check_reward_names
+from engine.rewards.registry import DEFAULT_REWARDS, LONG_REWARDS, SHORT_REWARDS, build_scorers, check_rewards
 from engine.scaling.config import ScalingConfig
 from sessions.records import ChunkLog
 from sessions.script import read_script
@@ -129,16 +129,11 @@ def new(
     num_chunks = chunks_for(seconds, chunks, config)
     rewards = DEFAULT_REWARDS[preset.value]
     rewards = (short_reward or rewards[0], long_reward or rewards[1])
-    if session.exists() and (not session.is_dir() or any(session.iterdir())):
-        fail(f"{session} already exists and is not an empty folder: choose a new --session path, or "
-             f"`streamt1 continue {session}`")
     try:
         scaling = None if no_scaling else ScalingConfig(
             beam_size=beam_size, top_k=top_k, noise_sigma=noise_sigma, short_threshold=short_threshold,
             long_threshold=long_threshold, fusion_cap=fusion_cap, window_chunks=window_chunks,
             max_sink_frames=max_sink, horizon_frames=horizon)
-        if scaling is not None:
-            check_reward_names(*rewards)
         spec = spec_for(preset.value, seed, config, scaling, None if no_scaling else rewards, schedule)
         load_check(spec, model_dir)
         created = Session.create(session, spec)
@@ -153,9 +148,8 @@ def load_check(spec: SessionSpec, model_dir: Path | None) -> None:
 
     if PRESETS[spec.preset].trained:
         resolve_model_dir(model_dir)
-    if spec.rewards is not None and any(name != "proxy" for name in spec.rewards) and model_dir is None:
-        name = next(n for n in spec.rewards if n != "proxy")
-        raise StreamT1Error(f"the {name} reward needs downloaded weights: pass --model-dir DIR, or use the proxy reward")
+    if spec.rewards is not None:
+        check_rewards(*spec.rewards, model_dir)
 
 
 def continue_(

@@ -54,6 +54,14 @@ def _weights(model_dir: Path | None, name: str) -> Path:
     return Path(model_dir)
 
 
+def check_rewards(short: str, long: str, model_dir: Path | None) -> None:
+    """Every error `build_scorers` can know before loading: unknown names, no weights folder."""
+    check_reward_names(short, long)
+    for name in (short, long):
+        if name != "proxy":
+            _weights(model_dir, name)
+
+
 def build_scorers(
     short: str, long: str, *, model_dir: Path | None, device: torch.device, dtype: torch.dtype
 ) -> tuple[FrameScorer, ClipScorer]:
@@ -62,7 +70,7 @@ def build_scorers(
     Both names are checked before anything loads. `device` / `dtype` apply to the real models; the
     proxies compute in float32 wherever the frames are.
     """
-    check_reward_names(short, long)
+    check_rewards(short, long, model_dir)
     frame_scorer: FrameScorer
     clip_scorer: ClipScorer
     if short == "proxy":
