@@ -231,7 +231,8 @@ class BeamSearchStream:
                 per_frame = self.short_scorer.score_frames(torch.stack(frames).transpose(1, 2).flatten(0, 1), prompt)
                 shorts = short_term(per_frame.cpu(), frames[0].shape[1])
             with timer.phase("long_reward"):
-                clips = torch.stack([self._window_clip(candidates[i].parent, frames[i]) for i in range(n)])
+                pasts = {parent: self._window_past(parent, device) for parent in groups}  # once per beam
+                clips = torch.stack([torch.cat((pasts[c.parent], frames[i]), dim=1) for i, c in enumerate(candidates)])
                 longs = self.long_scorer.score_clips(clips, prompt, cfg.fps).overall.float().cpu()
             alpha = fusion_alpha(start, sc.horizon_frames, cfg.chunk_frames, sc.fusion_cap)
             fused = fuse(shorts, longs, alpha)
@@ -298,13 +299,14 @@ class BeamSearchStream:
         self.beams = new_beams
         self.chunk += 1
 
-    def _window_clip(self, parent: int | None, frames: Tensor) -> Tensor:
-        """The long-term reward's input: the last `window_chunks` chunks ending with this one."""
-        history = () if parent is None else self.beams[parent].frames[-(self.scaling.window_chunks - 1):]
-        if self.scaling.window_chunks == 1:
-            history = ()
-        past = [from_uint8(f, frames.device) for f in history]
-        return torch.cat([*past, frames], dim=1)
+    def _window_past(self, parent: int | None, device: torch.device) -> Tensor:
+        """The parent's last `window_chunks - 1` chunks as float frames [3, F, H, W] (F may be 0):
+        the long-term reward scores them followed by the candidate's chunk."""
+        keep = self.scaling.window_chunks - 1
+        history = () if parent is None or keep == 0 else self.beams[parent].frames[-keep:]
+        p = self.models.preset
+        empty = torch.empty(3, 0, p.height, p.width, device=device)
+        return torch.cat([empty, *(from_uint8(f, device) for f in history)], dim=1)
 
     # --- the finished video ----------------------------------------------------------------------
     def best_beam_index(self) -> int:
