@@ -116,9 +116,13 @@ def test_scaling_switch_errors(tmp_path: Path):
 def test_ctrl_c_during_startup_is_one_line(tmp_path: Path):
     import signal
 
-    proc = subprocess.Popen([sys.executable, "-m", "streamt1_cli", "new", "x", "--session", str(tmp_path / "s")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    time.sleep(0.5)  # inside the imports of torch / diffusers
+    # The child says when our entry point is loaded, so the signal lands inside the slow imports of
+    # torch / diffusers on any machine, never inside Python's own start-up.
+    child = ("import sys, streamt1_cli.launch as launch; sys.argv = ['streamt1', 'new', 'x', '--session', sys.argv[1]]; "
+             "print('ready', flush=True); launch.main()")
+    proc = subprocess.Popen([sys.executable, "-c", child, str(tmp_path / "s")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"ready"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
