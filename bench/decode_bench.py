@@ -1,70 +1,95 @@
-"""Streaming VAE decode speed at 480x832 (random-init Wan2.1 VAE, bf16) under backend settings,
-plus a CUDA profile of one chunk: which kernels the per-chunk decode spends its time in.
+"""Streaming VAE decode speed at 480x832 (random-init Wan2.1 VAE, bf16, whole-chunk decode,
+channels-last, fused norm + SiLU): the causal 3D convs run as cuDNN 3D convs vs as 2D convs over
+frames (`engine.models.vae_speed`). Optionally a CUDA kernel profile of one chunk.
 
-    python bench/decode_bench.py [--profile]
+    python bench/decode_bench.py [--json OUT.json] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import time
 
 import torch
+from diffusers import AutoencoderKLWan
+from torch.utils.flop_counter import FlopCounterMode
 
 from engine.models.factory import cast_for_inference
 from engine.models.presets import LONGLIVE
-from engine.models.vae_speed import speed_up_decoder
+from engine.models.vae_speed import VAE_CONV2D_MODES, speed_up_decoder
 from engine.models.vae_stream import StreamingVaeDecoder
-from diffusers import AutoencoderKLWan
 
 
-def set_conv_format(vae: AutoencoderKLWan, fmt: torch.memory_format) -> None:
+def real_size_vae() -> AutoencoderKLWan:
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        return cast_for_inference(AutoencoderKLWan(**LONGLIVE.vae), torch.bfloat16)
+
+
+def chunk_tflop(latents: list[torch.Tensor]) -> float:
+    """Floating-point work of one later chunk, counted on diffusers' own decoder."""
+    decoder = StreamingVaeDecoder(real_size_vae(), whole_chunks=True)
+    decoder.decode_chunk(latents[0])
+    with FlopCounterMode(display=False) as counter:
+        decoder.decode_chunk(latents[1])
+    return counter.get_total_flops() / 1e12
+
+
+def fast_decoder(conv2d_mode: str | None) -> StreamingVaeDecoder:
+    vae = real_size_vae()
+    speed_up_decoder(vae, conv2d_mode=conv2d_mode)
     for module in vae.modules():
         if isinstance(module, torch.nn.Conv3d):
-            module.to(memory_format=fmt)
+            module.to(memory_format=torch.channels_last_3d)
+    return StreamingVaeDecoder(vae, whole_chunks=True)
 
 
 def time_decode(decoder: StreamingVaeDecoder, latents: list[torch.Tensor]) -> float:
+    """Median ms per chunk over latents[1:] (latents[0] starts the video)."""
     decoder.reset(1)
     decoder.decode_chunk(latents[0])
-    torch.cuda.synchronize()
-    start = time.perf_counter()
+    times = []
     for z in latents[1:]:
+        torch.cuda.synchronize()
+        start = time.perf_counter()
         decoder.decode_chunk(z)
-    torch.cuda.synchronize()
-    return (time.perf_counter() - start) / (len(latents) - 1) * 1e3
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--json", help="write {mode: ms, 'best': mode} here")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    device = torch.device("cuda")
-    with torch.device(device):
-        vae = cast_for_inference(AutoencoderKLWan(**LONGLIVE.vae), torch.bfloat16)
-    decoder = StreamingVaeDecoder(vae)
     shape = (1, 16, 3, LONGLIVE.latent_height, LONGLIVE.latent_width)
-    latents = [torch.randn(shape, device=device) for _ in range(6)]
-    print(f"{'setting':<34} {'ms/chunk':>9}")
-    for whole_chunks in (False, True):
-        decoder.whole_chunks = whole_chunks
-        for fmt in ("contiguous", "channels_last_3d"):
-            set_conv_format(vae, torch.channels_last_3d if fmt != "contiguous" else torch.contiguous_format)
-            time_decode(decoder, latents)  # warm-up
-            ms = time_decode(decoder, latents)
-            mode = "whole chunk" if whole_chunks else "frame by frame"
-            print(f"{mode:<15} {fmt:<18} {ms:>9.1f}")
-    speed_up_decoder(vae)
-    time_decode(decoder, latents)  # warm-up (compiles the fused norm)
-    print(f"{'whole chunk':<15} {'channels_last_3d':<18} {time_decode(decoder, latents):>9.1f}  + fused norm/SiLU, in-conv padding")
-    if args.profile:
-        set_conv_format(vae, torch.contiguous_format)
-        decoder.reset(1)
-        decoder.decode_chunk(latents[0])
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-            decoder.decode_chunk(latents[1])
-            torch.cuda.synchronize()
-        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=60))
+    torch.manual_seed(0)
+    latents = [torch.randn(shape, device="cuda") for _ in range(8)]
+    results: dict[str, float] = {}
+    tflop = chunk_tflop(latents)
+    print(f"{'VAE causal convs as':<24} {'ms/chunk':>9} {'TFLOP/s':>8}")
+    for mode in ("3d", *VAE_CONV2D_MODES):
+        decoder = fast_decoder(None if mode == "3d" else mode)
+        time_decode(decoder, latents[:3])  # warm-up: compiles the fused norm, picks cuDNN kernels
+        results[mode] = time_decode(decoder, latents)
+        print(f"{mode:<24} {results[mode]:>9.1f} {tflop / results[mode] * 1e3:>8.0f}")
+        if args.profile:
+            decoder.reset(1)
+            decoder.decode_chunk(latents[0])
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+                decoder.decode_chunk(latents[1])
+                torch.cuda.synchronize()
+            print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12, max_name_column_width=70))
+        del decoder
+        torch.cuda.empty_cache()
+    best = min(results, key=results.get)
+    print(f"fastest: {best} ({tflop:.1f} TFLOP a chunk, {torch.cuda.get_device_name()})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({**results, "best": best, "tflop_per_chunk": tflop, "gpu": torch.cuda.get_device_name()}, f)
 
 
 if __name__ == "__main__":

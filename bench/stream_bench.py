@@ -16,6 +16,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from engine.config import StreamConfig
 from engine.models.factory import random_models, tune_for_cuda
+from engine.models.vae_speed import VAE_CONV2D_MODES
 from engine.models.presets import PRESETS
 from engine.stream import StreamGenerator
 
@@ -32,6 +33,8 @@ def main() -> None:
                         help="pin the SDPA backend (auto: PyTorch's choice)")
     parser.add_argument("--no-overlap", action="store_true", help="decode on the main stream (no overlap)")
     parser.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN autotune the VAE convs")
+    parser.add_argument("--vae-conv", default="3d", choices=["3d", *VAE_CONV2D_MODES],
+                        help="run the VAE's causal 3D convs as cuDNN 3D convs or as 2D convs over frames")
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -44,7 +47,7 @@ def main() -> None:
     preset = PRESETS[args.preset]
     models = random_models(preset, device, dtype, with_text_encoder=False)
     if device.type == "cuda":
-        tune_for_cuda(models, compile_blocks=args.compile)
+        tune_for_cuda(models, compile_blocks=args.compile, vae_conv2d=None if args.vae_conv == "3d" else args.vae_conv)
     config = StreamConfig()
     gen = StreamGenerator(models, config, seed=42, overlap_decode=not args.no_overlap)
     torch.manual_seed(0)
@@ -75,6 +78,7 @@ def main() -> None:
         "overlap_decode": not args.no_overlap,
         "attention": args.attention,
         "cudnn_benchmark": args.cudnn_benchmark,
+        "vae_conv": args.vae_conv,
         "chunks": args.chunks,
         "frames": frames,
         "wall_s": wall,

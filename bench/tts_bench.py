@@ -16,6 +16,7 @@ import torch
 
 from engine.config import StreamConfig
 from engine.models.factory import random_models, tune_for_cuda
+from engine.models.vae_speed import VAE_CONV2D_MODES
 from engine.models.presets import LONGLIVE
 from engine.rewards.proxies import SharpnessProxy, TemporalConsistencyProxy
 from engine.scaling.config import ScalingConfig
@@ -84,16 +85,19 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rewards", choices=["real", "proxy"], default="real")
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--vae-conv", default="3d", choices=["3d", *VAE_CONV2D_MODES])
     parser.add_argument("--json")
     args = parser.parse_args()
     device, dtype = torch.device("cuda"), torch.bfloat16
     models = random_models(LONGLIVE, device, dtype, with_text_encoder=False)
-    tune_for_cuda(models, compile_blocks=not args.no_compile)
+    tune_for_cuda(models, compile_blocks=not args.no_compile, vae_conv2d=None if args.vae_conv == "3d" else args.vae_conv)
     config, scaling = StreamConfig(), ScalingConfig()
     scorers = build_scorers(args.rewards, device, dtype)
 
     base = time_base(models, config, args.chunks, args.warmup)
+    graphs_base = dict(torch._dynamo.utils.counters["stats"])
     scaled = time_scaled(models, config, scaling, scorers, args.chunks, args.warmup)
+    print(f"dynamo stats after the base run {graphs_base}, after Stream-T1 {dict(torch._dynamo.utils.counters['stats'])}")
     ratio = scaled["chunk_ms"] / base["chunk_ms"]
     print(f"{'':<22}" + "".join(f"{p:>14}" for p in PHASES) + f"{'chunk wall':>12}{'FPS':>8}")
     for name, r in (("LongLive (N=1)", base), (f"Stream-T1 (N={scaling.candidates})", scaled)):

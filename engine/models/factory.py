@@ -15,7 +15,7 @@ from engine.errors import WeightsError
 from engine.models.causal_wan import CausalWanTransformer
 from engine.models.presets import Preset
 from engine.models.text_encoder import PromptEncoder, build_byte_tokenizer
-from engine.models.vae_speed import speed_up_decoder
+from engine.models.vae_speed import Conv2dMode, speed_up_decoder
 from engine.models.vae_stream import StreamingVaeDecoder
 
 MODEL_DIR_ENV = "STREAMT1_MODEL_DIR"
@@ -44,13 +44,13 @@ def cast_for_inference(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return model.eval().requires_grad_(False)
 
 
-def tune_for_cuda(models: "Models", compile_blocks: bool) -> None:
+def tune_for_cuda(models: "Models", compile_blocks: bool, vae_conv2d: Conv2dMode | None = None) -> None:
     """Speed settings measured on an H100 (docs/performance.md): one VAE decoder call per chunk,
     fused norm+SiLU and in-conv padding in the VAE, channels-last VAE convs, and
     optionally torch.compile of the transformer blocks (slow first chunks). Compiling the VAE's
     residual blocks was measured slower (334 -> 426 ms a chunk), so it is not done."""
     models.decoder.whole_chunks = True
-    speed_up_decoder(models.decoder.vae)
+    speed_up_decoder(models.decoder.vae, conv2d_mode=vae_conv2d)
     for module in models.decoder.vae.modules():
         if isinstance(module, nn.Conv3d):
             module.to(memory_format=torch.channels_last_3d)
