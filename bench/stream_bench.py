@@ -16,7 +16,6 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from engine.config import StreamConfig
 from engine.models.factory import random_models, tune_for_cuda
-from engine.models.vae_speed import VAE_CONV2D_MODES
 from engine.models.presets import PRESETS
 from engine.stream import StreamGenerator
 
@@ -25,7 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chunks", type=int, default=12, help="timed chunks (after warm-up)")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks and VAE residual blocks")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks")
     parser.add_argument("--json", help="write the measurements here")
     parser.add_argument("--preset", default="longlive", choices=sorted(PRESETS), help="tiny: CPU smoke test")
     parser.add_argument("--device", default="cuda")
@@ -33,8 +32,8 @@ def main() -> None:
                         help="pin the SDPA backend (auto: PyTorch's choice)")
     parser.add_argument("--no-overlap", action="store_true", help="decode on the main stream (no overlap)")
     parser.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN autotune the VAE convs")
-    parser.add_argument("--vae-conv", default="3d", choices=["3d", *VAE_CONV2D_MODES],
-                        help="run the VAE's causal 3D convs as cuDNN 3D convs or as 2D convs over frames")
+    parser.add_argument("--vae-conv", default="2d", choices=["2d", "3d"],
+                        help="run the VAE's causal convs as 2D convs per time tap (default) or as cuDNN 3D convs")
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -47,7 +46,7 @@ def main() -> None:
     preset = PRESETS[args.preset]
     models = random_models(preset, device, dtype, with_text_encoder=False)
     if device.type == "cuda":
-        tune_for_cuda(models, compile_blocks=args.compile, vae_conv2d=None if args.vae_conv == "3d" else args.vae_conv)
+        tune_for_cuda(models, compile_blocks=args.compile, vae_convs_as_2d=args.vae_conv == "2d")
     config = StreamConfig()
     gen = StreamGenerator(models, config, seed=42, overlap_decode=not args.no_overlap)
     torch.manual_seed(0)

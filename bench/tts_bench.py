@@ -16,7 +16,6 @@ import torch
 
 from engine.config import StreamConfig
 from engine.models.factory import random_models, tune_for_cuda
-from engine.models.vae_speed import VAE_CONV2D_MODES
 from engine.models.presets import LONGLIVE
 from engine.rewards.proxies import SharpnessProxy, TemporalConsistencyProxy
 from engine.scaling.config import ScalingConfig
@@ -85,12 +84,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rewards", choices=["real", "proxy"], default="real")
     parser.add_argument("--no-compile", action="store_true")
-    parser.add_argument("--vae-conv", default="3d", choices=["3d", *VAE_CONV2D_MODES])
+    parser.add_argument("--vae-conv", default="2d", choices=["2d", "3d"], help="see bench/stream_bench.py")
     parser.add_argument("--json")
     args = parser.parse_args()
     device, dtype = torch.device("cuda"), torch.bfloat16
     models = random_models(LONGLIVE, device, dtype, with_text_encoder=False)
-    tune_for_cuda(models, compile_blocks=not args.no_compile, vae_conv2d=None if args.vae_conv == "3d" else args.vae_conv)
+    tune_for_cuda(models, compile_blocks=not args.no_compile, vae_convs_as_2d=args.vae_conv == "2d")
     config, scaling = StreamConfig(), ScalingConfig()
     scorers = build_scorers(args.rewards, device, dtype)
 

@@ -109,3 +109,22 @@ def test_streaming_equals_full_block_causal_forward(cfg: StreamConfig):
         torch.testing.assert_close(write_flow, expected_write[:, :, k * c :], rtol=1e-5, atol=1e-5)
         assert cache.num_frames <= cfg.local_window_frames - c
     assert evictions == num_chunks - cfg.sink_chunks - cfg.window_chunks  # every push past a full window evicts one
+
+
+def test_compiled_blocks_build_one_graph_per_kind_of_forward():
+    """Every layer of a forward shares one compiled block graph, with or without the K/V capture of
+    the cache write (a per-layer guard would compile num_layers graphs and hit dynamo's limit,
+    which silently falls back to eager: what the H100 benchmark once showed)."""
+    import torch._dynamo
+
+    model = CausalWanTransformer(WanTransformer3DModel(**{**TINY.transformer, "num_layers": 4}).eval())
+    for block in model.wan.blocks:
+        block.compile(backend="eager", dynamic=False)
+    text = model.text_context(torch.randn(1, 16, TINY.transformer["text_dim"]))
+    x = torch.randn(1, TINY.transformer["in_channels"], 3, LATENT_H, LATENT_W)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    _, segment = model.forward_chunk(x, torch.tensor([0.0]), 0, text, None, capture_kv=True)
+    model.forward_chunk(x, torch.tensor([500.0]), 0, text, None)
+    assert segment.num_layers == 4
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2

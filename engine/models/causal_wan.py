@@ -208,19 +208,24 @@ class CausalWanTransformer(nn.Module):
         grid_h, grid_w = height // p_h, width // p_w
         wan = self.wan
         rope = self.rope(start_frame, frames, grid_h, grid_w)
-        captured: list[tuple[Tensor, Tensor]] | None = [] if capture_kv else None
+        captured: list[tuple[Tensor, Tensor]] = []
 
         hidden = wan.patch_embedding(latents.to(wan.patch_embedding.weight.dtype))
         hidden = hidden.flatten(2).transpose(1, 2).contiguous()
         temb, timestep_proj = self._time_embedding(timestep, hidden.dtype)
         for layer, block in enumerate(wan.blocks):
+            # A fresh (empty) slot per layer: a list growing across layers would be a different
+            # guard for every layer and make torch.compile build 30 graphs instead of one.
+            slot: list[tuple[Tensor, Tensor]] | None = [] if capture_kv else None
             ctx = _LayerContext(
                 rope,
                 None if prefix is None else prefix.keys[layer],
                 None if prefix is None else prefix.values[layer],
-                captured,
+                slot,
             )
             hidden = block(hidden, _LayerText(text.keys[layer], text.values[layer]), timestep_proj, ctx)
+            if slot is not None:
+                captured.extend(slot)
 
         shift, scale = (wan.scale_shift_table.to(temb.device) + temb.unsqueeze(1)).chunk(2, dim=1)
         hidden = (wan.norm_out(hidden.float()) * (1 + scale) + shift).type_as(hidden)

@@ -15,7 +15,7 @@ from engine.errors import WeightsError
 from engine.models.causal_wan import CausalWanTransformer
 from engine.models.presets import Preset
 from engine.models.text_encoder import PromptEncoder, build_byte_tokenizer
-from engine.models.vae_speed import Conv2dMode, speed_up_decoder
+from engine.models.vae_speed import speed_up_decoder
 from engine.models.vae_stream import StreamingVaeDecoder
 
 MODEL_DIR_ENV = "STREAMT1_MODEL_DIR"
@@ -44,20 +44,25 @@ def cast_for_inference(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return model.eval().requires_grad_(False)
 
 
-def tune_for_cuda(models: "Models", compile_blocks: bool, vae_conv2d: Conv2dMode | None = None) -> None:
+def allow_compiled_variants() -> None:
+    """Compiled code is specialised per input shape and layout. The fused VAE norm meets more than
+    dynamo's default 8 variants (its inputs come in several layouts) and the transformer block one
+    per (batch, attended frames, cache write or not); past the limit dynamo silently runs eager."""
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+
+
+def tune_for_cuda(models: "Models", compile_blocks: bool, vae_convs_as_2d: bool = True) -> None:
     """Speed settings measured on an H100 (docs/performance.md): one VAE decoder call per chunk,
-    fused norm+SiLU and in-conv padding in the VAE, channels-last VAE convs, and
-    optionally torch.compile of the transformer blocks (slow first chunks). Compiling the VAE's
-    residual blocks was measured slower (334 -> 426 ms a chunk), so it is not done."""
+    fused norm+SiLU, in-conv padding and (by default) 2D per-tap convs in the VAE, channels-last VAE
+    convs, and optionally torch.compile of the transformer blocks (slow first chunks). Compiling
+    the VAE's residual blocks was measured slower (334 -> 426 ms a chunk), so it is not done."""
+    allow_compiled_variants()
     models.decoder.whole_chunks = True
-    speed_up_decoder(models.decoder.vae, conv2d_mode=vae_conv2d)
+    speed_up_decoder(models.decoder.vae, convs_as_2d=vae_convs_as_2d)
     for module in models.decoder.vae.modules():
         if isinstance(module, nn.Conv3d):
             module.to(memory_format=torch.channels_last_3d)
     if compile_blocks:
-        # One graph serves all 30 blocks, but chunk 0 (no prefix), the growing window and the
-        # cache-write pass are variants of it: allow them instead of falling back to eager.
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         for block in models.transformer.wan.blocks:
             block.compile(dynamic=False)  # static graphs per window size: no symbolic-shape kernels
 

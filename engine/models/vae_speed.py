@@ -4,15 +4,12 @@ activations, which dominate the streaming decode (profile in docs/performance.md
 - RMS norm + SiLU fused into one pass (diffusers runs ~8 elementwise kernels, partly in fp32);
 - spatial zero padding done inside the conv instead of an `F.pad` copy of the whole activation
   (only the causal time padding stays explicit, and it is usually covered by the cache frames);
-- optionally, each 3D causal conv run as 2D convs over frames (`conv2d_mode`): cuDNN's 3D kernels
-  reach ~160 TFLOP/s on an H100 here, its 2D ones far more. "stacked" copies the kt time taps of
-  every output frame side by side into the channels (one conv2d, K = kt*C*kh*kw); "summed" runs
-  one conv2d per time tap on a view of the frames and adds the results (no input copy).
+- optionally (`convs_as_2d`), each 3D causal conv run as one 2D conv per time tap over a view of the
+  frames, the taps' results added: 250.5 vs 258.8 ms a chunk on an H100 (docs/performance.md).
+  Copying the taps side by side into the channels for a single 2D conv was slower (267.1 ms).
 """
 
 from __future__ import annotations
-
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -42,10 +39,6 @@ class FusedRMSNormSiLU(nn.Module):
         return self.fn(x, self.norm.gamma, self.norm.bias, self.norm.scale)
 
 
-Conv2dMode = Literal["stacked", "summed"]
-VAE_CONV2D_MODES: tuple[Conv2dMode, ...] = ("stacked", "summed")
-
-
 def _time_padded(conv: WanCausalConv3d, x: Tensor, cache_x: Tensor | None) -> Tensor:
     """x with the conv's causal past in front: the cached frames, zeros for what is missing."""
     time_pad = conv._time_pad
@@ -63,42 +56,32 @@ def _causal_conv_forward(self: WanCausalConv3d, x: Tensor, cache_x: Tensor | Non
 
 
 def _frames_as_conv2d(self: WanCausalConv3d, x: Tensor, cache_x: Tensor | None = None) -> Tensor:
-    """The same causal conv as 2D convs over frames; output [B, O, T, H, W] in channels_last_3d."""
+    """The same causal conv as one 2D conv per time tap over frames, summed; output [B, O, T, H, W]
+    in channels_last_3d when x is."""
     x = _time_padded(self, x, cache_x)
     batch, channels, in_frames, height, width = x.shape
     taps = self.kernel_size[0]
     frames = in_frames - taps + 1
-    padding = self.padding[1:]
-    if self._conv2d_mode == "stacked":
-        channels_last = x.permute(0, 2, 3, 4, 1)  # [B, T, H, W, C]: a view for channels_last_3d input
-        stacked = torch.cat([channels_last[:, k : k + frames] for k in range(taps)], dim=-1)
-        planes = stacked.view(batch * frames, height, width, taps * channels).permute(0, 3, 1, 2)
-        weight = self.weight.transpose(1, 2).flatten(1, 2)  # [O, kt*C, kh, kw], taps outermost
-        out = F.conv2d(planes, weight.contiguous(memory_format=torch.channels_last), self.bias, padding=padding)
-    else:
-        by_frame = x.transpose(1, 2)  # [B, T, C, H, W]
-        out = None
-        for k in range(taps):
-            planes = by_frame[:, k : k + frames].reshape(batch * frames, channels, height, width)
-            weight = self.weight[:, :, k].contiguous(memory_format=torch.channels_last)
-            y = F.conv2d(planes, weight, self.bias if k == 0 else None, padding=padding)
-            out = y if out is None else out.add_(y)
+    by_frame = x.transpose(1, 2)  # [B, T, C, H, W]: for channels_last_3d x, every frame is channels_last
+    out = None
+    for k in range(taps):
+        planes = by_frame[:, k : k + frames].reshape(batch * frames, channels, height, width)
+        weight = self.weight[:, :, k].contiguous(memory_format=torch.channels_last)
+        y = F.conv2d(planes, weight, self.bias if k == 0 else None, padding=self.padding[1:])
+        out = y if out is None else out.add_(y)
     return out.view(batch, frames, -1, height, width).transpose(1, 2)
 
 
-def _pad_inside_conv(conv: WanCausalConv3d, conv2d_mode: Conv2dMode | None) -> None:
+def _pad_inside_conv(conv: WanCausalConv3d, as_2d: bool) -> None:
     w_pad, _, h_pad, _, t_pad, _ = conv._padding
     conv._time_pad = t_pad
     conv.padding = (0, h_pad, w_pad)
-    plain_2d = conv.stride == (1, 1, 1) and conv.dilation == (1, 1, 1) and conv.groups == 1
-    if conv2d_mode is None or not plain_2d:
-        conv.forward = _causal_conv_forward.__get__(conv)
-        return
-    conv._conv2d_mode = conv2d_mode
-    conv.forward = _frames_as_conv2d.__get__(conv)
+    plain = conv.stride == (1, 1, 1) and conv.dilation == (1, 1, 1) and conv.groups == 1
+    forward = _frames_as_conv2d if as_2d and plain else _causal_conv_forward
+    conv.forward = forward.__get__(conv)
 
 
-def speed_up_decoder(vae: AutoencoderKLWan, compile_fn: bool = True, conv2d_mode: Conv2dMode | None = None) -> None:
+def speed_up_decoder(vae: AutoencoderKLWan, compile_fn: bool = True, convs_as_2d: bool = True) -> None:
     """Rewire `vae.decoder` in place; outputs stay equal up to floating-point rounding."""
     decoder = vae.decoder
     for module in decoder.modules():
@@ -107,6 +90,6 @@ def speed_up_decoder(vae: AutoencoderKLWan, compile_fn: bool = True, conv2d_mode
             module.norm2 = FusedRMSNormSiLU(module.norm2, compile_fn)
             module.nonlinearity = nn.Identity()  # only ever applied right after norm1 / norm2
         elif isinstance(module, WanCausalConv3d):
-            _pad_inside_conv(module, conv2d_mode)
+            _pad_inside_conv(module, convs_as_2d)
     decoder.norm_out = FusedRMSNormSiLU(decoder.norm_out, compile_fn)
     decoder.nonlinearity = nn.Identity()  # only applied after norm_out
