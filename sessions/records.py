@@ -1,17 +1,25 @@
-"""Per-chunk records as JSON lines in the session folder (machine-readable twin of the live view)."""
+"""Per-chunk records as JSON lines in the session folder (machine-readable twin of the live view):
+exactly one line per committed chunk, written after its commit."""
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 
 class ChunkLog:
-    """Appends one JSON object per chunk to `path` and flushes it, so a crash loses no record."""
+    """Rewrites `path` with the records already committed (a crash between a commit and its log
+    line, or a log from before a kill, is repaired here), then appends one line per new commit."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, committed: Iterable[dict[str, Any]]) -> None:
         self.path = path
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as f:
+            f.writelines(json.dumps(record, sort_keys=True) + "\n" for record in committed)
+        os.replace(tmp, path)
         self._file = path.open("a", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:

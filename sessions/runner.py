@@ -57,11 +57,11 @@ def replay(stream: BeamSearchStream, session: Session, upto: int | None = None,
 
 def generate(stream: BeamSearchStream, session: Session, num_chunks: int,
              on_record: Callable[[ChunkRecord], None],
-             after_commit: Callable[[int], None] | None = None) -> None:
+             after_commit: Callable[[dict], None] | None = None) -> None:
     """Generate `num_chunks` chunks; a background thread commits each (whole or not at all, in
     order) while the next one generates. `record.seconds["commit_wait"]` is how long generation
-    waited on the disk; `after_commit(chunk)` runs in the writer right after a chunk is committed.
-    Leaving this function (even by Ctrl-C) first finishes the writes already queued."""
+    waited on the disk; `after_commit(stored_record)` runs in the writer right after a chunk is
+    committed. Leaving this function (even by Ctrl-C) first finishes the writes already queued."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="session-writer") as writer:
         queued: list[Future] = []
         for _ in range(num_chunks):
@@ -85,10 +85,10 @@ def generate(stream: BeamSearchStream, session: Session, num_chunks: int,
 
 
 def _commit(session: Session, payload: dict, latents: Tensor, noise: Tensor, frames: Tensor,
-            after_commit: Callable[[int], None] | None) -> None:
+            after_commit: Callable[[dict], None] | None) -> None:
     session.commit(payload, latents, noise, frames)
     if after_commit is not None:
-        after_commit(payload["chunk"])
+        after_commit(payload)
 
 
 def save_final_pick(stream: BeamSearchStream, session: Session) -> int:
@@ -110,20 +110,22 @@ def final_beam(session: Session) -> int:
 
 def lineage(session: Session, beam: int, upto: int) -> list[int]:
     """Beam index at every chunk < upto of the lineage ending in `beam` at chunk upto - 1."""
+    last = session.record(upto - 1)
+    if not 0 <= beam < len(last["beams"]):
+        raise SessionError(f"--beam {beam} is out of range: chunk {upto - 1} of {session.path} has beams "
+                           f"0..{len(last['beams']) - 1}")
     indices = [beam]
     for k in range(upto - 1, 0, -1):
-        record = session.chunk(k).record
-        if not 0 <= indices[0] < len(record["beams"]):
-            raise SessionError(f"beam {indices[0]} does not exist at chunk {k} (it has {len(record['beams'])})")
-        parent = record["candidates"][record["beams"][indices[0]]["candidate"]]["parent"]
-        indices.insert(0, parent)
+        record = last if k == upto - 1 else session.record(k)
+        indices.insert(0, record["candidates"][record["beams"][indices[0]]["candidate"]]["parent"])
     return indices
 
 
 def video_frames(session: Session, beam: int | None = None, upto: int | None = None) -> list[Tensor]:
-    """Stored uint8 frames [3, F, H, W] per chunk of one lineage (default: the final pick)."""
+    """Stored uint8 frames [3, F, H, W] per chunk of one surviving beam's video at the head (default:
+    the final pick), optionally only its first `upto` chunks."""
     upto = session.head if upto is None else upto
     if not 1 <= upto <= session.head:
         raise SessionError(f"--upto {upto} is out of range: {session.path} has {session.head} chunks")
-    beam = final_beam(session) if beam is None and upto == session.head else (beam or 0)
-    return [session.chunk(k).frames[b] for k, b in enumerate(lineage(session, beam, upto))]
+    beams = lineage(session, final_beam(session) if beam is None else beam, session.head)
+    return [session.chunk(k).frames[b] for k, b in enumerate(beams[:upto])]

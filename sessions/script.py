@@ -10,6 +10,9 @@ from engine.config import StreamConfig
 from engine.errors import StreamT1Error
 
 
+MAX_SECONDS, MAX_CHUNK = 3600.0, 100_000  # latest start of an entry: an hour of video, in seconds or chunks
+
+
 def chunk_at_seconds(seconds: float, config: StreamConfig) -> int:
     """The chunk containing video frame round(seconds * fps) (chunk 0 has 9 frames, later ones 12)."""
     frame = round(seconds * config.fps)
@@ -23,8 +26,12 @@ def read_script(path: Path, config: StreamConfig) -> dict[int, str]:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise StreamT1Error(f"prompt script {path} does not exist") from exc
+    except OSError as exc:
+        raise StreamT1Error(f"prompt script {path} cannot be read ({exc.strerror or type(exc).__name__}): give a TOML file") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise StreamT1Error(f"prompt script {path} is not valid TOML: {' '.join(str(exc).split())}") from exc
+    if unknown := set(raw) - {"prompt"}:
+        raise StreamT1Error(f"prompt script {path}: unknown keys {sorted(unknown)}; entries go in [[prompt]] tables")
     entries = raw.get("prompt")
     if not isinstance(entries, list) or not entries:
         raise StreamT1Error(f"prompt script {path} has no [[prompt]] entries (see prompts/*.toml for the format)")
@@ -39,8 +46,11 @@ def read_script(path: Path, config: StreamConfig) -> dict[int, str]:
         if ("at_seconds" in entry) == ("at_chunk" in entry):
             raise StreamT1Error(f"{where}: give exactly one of at_seconds or at_chunk")
         at = entry.get("at_seconds", entry.get("at_chunk"))
-        if isinstance(at, bool) or not isinstance(at, (int, float)) or at < 0 or ("at_chunk" in entry and not isinstance(at, int)):
-            raise StreamT1Error(f"{where}: the start must be a non-negative number (at_chunk a whole number)")
+        limit = MAX_SECONDS if "at_seconds" in entry else MAX_CHUNK
+        if (isinstance(at, bool) or not isinstance(at, (int, float)) or not 0 <= at <= limit
+                or ("at_chunk" in entry and not isinstance(at, int))):
+            raise StreamT1Error(f"{where}: the start must be a number from 0 to {MAX_SECONDS:g} seconds or "
+                                f"{MAX_CHUNK} chunks (at_chunk a whole number)")
         chunk = at if "at_chunk" in entry else chunk_at_seconds(at, config)
         if schedule and chunk <= max(schedule):
             raise StreamT1Error(f"{where}: starts at chunk {chunk}, not after the previous entry's chunk {max(schedule)}")

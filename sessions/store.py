@@ -12,12 +12,14 @@ A branch references its parent's chunks below the branch point instead of copyin
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import tomllib
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -28,11 +30,15 @@ import torch
 import zarr
 from torch import Tensor
 
+from engine.config import StreamConfig
 from engine.errors import StreamT1Error
+from engine.models.presets import PRESETS
+from engine.scaling.config import ScalingConfig
 
 FORMAT = "streamt1-session"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-array digests in every chunk, session ids checked by branches
 SPEC_FILE, HEAD_FILE, STORE_DIR, LOCK_FILE = "session.toml", "HEAD", "store.zarr", ".lock"
+STAGING_PREFIX = ".creating-"  # a session being created (or left by a crash during creation)
 
 
 class SessionError(StreamT1Error):
@@ -49,7 +55,8 @@ class SessionSpec:
     prompts: list[dict[str, Any]]  # [{"from_chunk": k, "prompt": p}], sorted
     scaling: dict[str, Any] | None = None  # None: plain LongLive
     rewards: list[str] | None = None  # [short, long] scorer names
-    parent: dict[str, Any] | None = None  # {"path": ..., "at": K}
+    parent: dict[str, Any] | None = None  # {"path": ..., "at": K, "id": the parent's id}
+    id: str = ""  # set by Session.create; a branch checks that its parent is still this session
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
     created_by: str = field(default="streamt1")
@@ -57,6 +64,66 @@ class SessionSpec:
     @property
     def schedule(self) -> dict[int, str]:
         return {int(p["from_chunk"]): p["prompt"] for p in self.prompts}
+
+    def with_prompt(self, from_chunk: int, prompt: str) -> SessionSpec:
+        """This spec with `prompt` taking over at `from_chunk` (replacing an entry there), sorted."""
+        schedule = {**self.schedule, from_chunk: prompt}
+        return replace(self, prompts=[{"from_chunk": k, "prompt": p} for k, p in sorted(schedule.items())])
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _spec_problem(raw: dict[str, Any]) -> str | None:
+    """What is wrong with a parsed session.toml, or None. Checks the shapes that the rest of the
+    code relies on, so a hand-edited or foreign file fails here, in one line, not deep inside."""
+    names = {f.name for f in fields(SessionSpec)}
+    if raw.get("format") != FORMAT:
+        return f"format is {raw.get('format')!r}, not {FORMAT!r}"
+    if not _is_int(raw.get("format_version")):
+        return "format_version is missing"
+    if raw["format_version"] != FORMAT_VERSION:
+        return None  # reported with its own message
+    if unknown := set(raw) - names:
+        return f"unknown keys {sorted(unknown)}"
+    if raw.get("preset") not in PRESETS:
+        return f"preset {raw.get('preset')!r} is not one of {sorted(PRESETS)}"
+    if not _is_int(raw.get("seed")) or not 0 <= raw["seed"] < 2**62:
+        return "seed is not a whole number in [0, 2^62)"
+    if not isinstance(raw.get("stream"), dict) or not all(_is_int(v) for v in raw["stream"].values()):
+        return "stream is not a table of whole numbers"
+    prompts = raw.get("prompts")
+    if (not isinstance(prompts, list) or not prompts
+            or not all(isinstance(p, dict) and set(p) == {"from_chunk", "prompt"} and _is_int(p["from_chunk"])
+                       and isinstance(p["prompt"], str) for p in prompts)
+            or [p["from_chunk"] for p in prompts] != sorted({p["from_chunk"] for p in prompts})
+            or prompts[0]["from_chunk"] != 0):
+        return "prompts is not a sorted list of {from_chunk, prompt} starting at chunk 0"
+    try:
+        StreamConfig(**raw["stream"])
+        if "scaling" in raw:
+            ScalingConfig(**raw["scaling"])
+    except (StreamT1Error, TypeError) as exc:
+        return f"bad stream or scaling settings: {exc}"
+    rewards = raw.get("rewards")
+    if rewards is not None and not (isinstance(rewards, list) and len(rewards) == 2
+                                    and all(isinstance(r, str) for r in rewards)):
+        return "rewards is not a [short, long] pair of names"
+    parent = raw.get("parent")
+    if parent is not None and not (isinstance(parent, dict) and isinstance(parent.get("path"), str)
+                                   and _is_int(parent.get("at")) and isinstance(parent.get("id"), str)):
+        return "parent is not a {path, at, id} table"
+    if not isinstance(raw.get("id"), str) or not raw["id"]:
+        return "id is missing"
+    return None
+
+
+ARRAYS = ("latents", "noise", "frames")  # per chunk, in StoredChunk's field order
+
+
+def _digest(data: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(data).data, digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -92,8 +159,9 @@ class Session:
             raise SessionError(f"{path} already exists and is not an empty folder: choose a new session path, "
                                f"or extend it with `streamt1 continue {path}`")
         path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.parent / f".{path.name}.creating-{os.getpid()}"
+        staging = path.parent / f"{STAGING_PREFIX}{path.name}.{os.getpid()}"
         staging.mkdir()
+        spec = replace(spec, id=uuid.uuid4().hex)
         zarr.open_group(staging / STORE_DIR, mode="w", zarr_format=3)
         cls(staging, spec).write_spec()
         _atomic_write(staging / HEAD_FILE, f"{head}\n")
@@ -111,22 +179,22 @@ class Session:
             raise SessionError(f"{path} is not a streamt1 session (no {SPEC_FILE}): check the path")
         try:
             raw = tomllib.loads(spec_path.read_text(encoding="utf-8"))
-            spec = SessionSpec(**raw)
-        except (tomllib.TOMLDecodeError, TypeError, UnicodeDecodeError) as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise SessionError(f"{spec_path} is corrupt or foreign ({type(exc).__name__}): it was not written by "
                                "this streamt1; restore it or start a new session") from exc
-        if spec.format != FORMAT:
-            raise SessionError(f"{spec_path} is not a streamt1 session file (format {spec.format!r})")
-        if spec.format_version != FORMAT_VERSION:
-            raise SessionError(f"{path} was written by a streamt1 with session format {spec.format_version}; this one "
-                               f"reads format {FORMAT_VERSION}: use the matching streamt1 version")
-        session = cls(path, spec)
+        if problem := _spec_problem(raw):
+            raise SessionError(f"{spec_path} is corrupt or foreign ({problem}): restore it or start a new session")
+        if raw["format_version"] != FORMAT_VERSION:
+            raise SessionError(f"{path} was written by a streamt1 with session format {raw['format_version']}; this "
+                               f"one reads format {FORMAT_VERSION}: use the matching streamt1 version")
+        session = cls(path, SessionSpec(**raw))
         session.head  # validates HEAD
-        if spec.parent is not None:
+        if session.spec.parent is not None:
+            expected = session.spec.parent
             parent = session.parent
-            if parent.head < spec.parent["at"]:
-                raise SessionError(f"parent session {parent.path} has {parent.head} chunks, fewer than this branch's "
-                                   f"branch point {spec.parent['at']}: it was changed or replaced")
+            if parent.spec.id != expected["id"] or parent.head < expected["at"]:
+                raise SessionError(f"parent session {parent.path} is not the one this branch was made from (it was "
+                                   "replaced or rewritten): put the original back there, or start a new session")
         return session
 
     def write_spec(self) -> None:
@@ -138,9 +206,12 @@ class Session:
     def head(self) -> int:
         """Number of committed chunks (a branch counts its parent's chunks below the branch point)."""
         try:
-            return int((self.path / HEAD_FILE).read_text().strip())
-        except (FileNotFoundError, ValueError) as exc:
+            head = int((self.path / HEAD_FILE).read_text().strip())
+        except (OSError, ValueError) as exc:
             raise SessionError(f"{self.path / HEAD_FILE} is missing or corrupt: the session cannot be trusted") from exc
+        if head < 0:
+            raise SessionError(f"{self.path / HEAD_FILE} is corrupt (head {head}): the session cannot be trusted")
+        return head
 
     @cached_property
     def parent(self) -> Session:
@@ -151,23 +222,45 @@ class Session:
         except SessionError as exc:
             raise SessionError(f"branch {self.path} needs its parent {parent_path}: {exc}") from exc
 
-    def chunk(self, k: int) -> StoredChunk:
+    def _check_range(self, k: int) -> None:
         if not 0 <= k < self.head:
             raise SessionError(f"chunk {k} is out of range: {self.path} has chunks 0..{self.head - 1}")
+
+    def _owner(self, k: int) -> Session:
+        """The session whose store holds chunk k: a branch's early chunks live in its parent."""
+        self._check_range(k)
         if self.spec.parent is not None and k < self.spec.parent["at"]:
-            return self.parent.chunk(k)
-        group = zarr.open_group(self.path / STORE_DIR, mode="r")
+            return self.parent._owner(k)
+        return self
+
+    def _damaged(self, k: int, why: str) -> SessionError:
+        return SessionError(f"chunk {k} of {self.path} is damaged ({why}): restore the session from a backup, or "
+                            f"`streamt1 branch {self.path} --at K` at a chunk K before it")
+
+    def record(self, k: int) -> dict[str, Any]:
+        """Chunk k's record alone (what `show` and lineages need; no arrays are read)."""
+        owner = self._owner(k)
         try:
-            g = group[f"chunks/{k}"]
-            return StoredChunk(
-                record=json.loads(g.attrs["record"]),
-                latents=torch.from_numpy(np.asarray(g["latents"][...])),
-                noise=torch.from_numpy(np.asarray(g["noise"][...])),
-                frames=torch.from_numpy(np.asarray(g["frames"][...])),
-            )
-        except (KeyError, ValueError, OSError) as exc:
-            raise SessionError(f"chunk {k} of {self.path} is damaged ({type(exc).__name__}): restore the session "
-                               "from a backup or branch before it") from exc
+            group = zarr.open_group(owner.path / STORE_DIR, mode="r")
+            return json.loads(group[f"chunks/{k}"].attrs["record"])
+        except Exception as exc:  # any failure to read committed data means the store is damaged
+            raise owner._damaged(k, type(exc).__name__) from exc
+
+    def chunk(self, k: int) -> StoredChunk:
+        """Chunk k with its arrays, each checked against the digest written at commit (zarr reads a
+        missing chunk file back as zeros, so a deleted or truncated file would pass unnoticed)."""
+        owner = self._owner(k)
+        try:
+            g = zarr.open_group(owner.path / STORE_DIR, mode="r")[f"chunks/{k}"]
+            arrays = {name: np.asarray(g[name][...]) for name in ARRAYS}
+            digests = g.attrs["digests"]
+            record = json.loads(g.attrs["record"])
+        except Exception as exc:  # any failure to read committed data means the store is damaged
+            raise owner._damaged(k, type(exc).__name__) from exc
+        for name, data in arrays.items():
+            if _digest(data) != digests.get(name):
+                raise owner._damaged(k, f"{name} does not match its digest")
+        return StoredChunk(record, *(torch.from_numpy(arrays[name]) for name in ARRAYS))
 
     def chunks(self, upto: int | None = None) -> Iterator[StoredChunk]:
         for k in range(self.head if upto is None else upto):
@@ -181,10 +274,13 @@ class Session:
             raise SessionError(f"commit of chunk {k} at head {self.head}")
         group = zarr.open_group(self.path / STORE_DIR, mode="a")
         g = group.require_group(f"chunks/{k}")
-        for name, tensor in (("latents", latents), ("noise", noise), ("frames", frames)):
+        digests = {}
+        for name, tensor in zip(ARRAYS, (latents, noise, frames)):
             data = tensor.detach().cpu().numpy()
             array = g.create_array(name, shape=data.shape, dtype=data.dtype, chunks=data.shape, overwrite=True)
             array[...] = data
+            digests[name] = _digest(data)
+        g.attrs["digests"] = digests
         g.attrs["record"] = json.dumps(record)
         _atomic_write(self.path / HEAD_FILE, f"{k + 1}\n")
 

@@ -65,5 +65,5 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:  # before a session loop took over (start-up, model loading)
-        console.print("[bold red]error:[/] interrupted before any chunk was generated; nothing was changed")
+        console.print("[bold red]error:[/] interrupted before any session was changed")
         raise SystemExit(130) from None

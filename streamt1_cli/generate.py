@@ -3,12 +3,14 @@ and commit more, pick the final beam, write video.mp4)."""
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
+import torch
 import typer
+from rich.markup import escape
 
 from engine.config import StreamConfig
 from engine.errors import StreamT1Error
@@ -28,54 +30,60 @@ from streamt1_cli.common import (
 from streamt1_cli.view import UNTRAINED_LABEL, ScalingView
 
 VIDEO_FILE, LOG_FILE = "video.mp4", "chunks.jsonl"
+MAX_SEED = 2**62 - 1  # seeds derived per chunk and candidate stay inside torch's 64-bit range
 
 
-def run_session(session: Session, num_chunks: int, model_dir: Path | None, device: DeviceName, dtype: DtypeName,
-                quiet: bool, compile_blocks: bool, new_prompt: str | None = None) -> None:
+def run_session(session: Session, num_chunks: int, model_dir: Path | None, dev: torch.device, dt: torch.dtype,
+                quiet: bool, compile_blocks: bool, new_prompt: str | None = None, created: bool = False) -> None:
     """Load the session's models, replay its committed chunks, generate `num_chunks` more (a new
-    prompt takes over from the first of them), then write the final pick to video.mp4."""
-    spec = session.spec
-    preset = PRESETS[spec.preset]
-    dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev)
-    with ExitStack() as held:
-        try:
-            held.enter_context(session.lock())
-            models = load_models(preset, model_dir, dev, dt)
-            scorers = None if spec.rewards is None else build_scorers(*spec.rewards, model_dir=model_dir,
-                                                                      device=dev, dtype=dt)
-        except StreamT1Error as err:
-            fail(str(err))
-        if dev.type == "cuda":
-            tune_for_cuda(models, compile_blocks=compile_blocks)
-        if not preset.trained:
-            console.print(UNTRAINED_LABEL)
-        stream = open_stream(spec, models, scorers)
-        start = session.head
-        if start:
-            with console.status(f"replaying {start} committed chunks..."):
-                replay(stream, session)
-        if new_prompt is not None and new_prompt != stream.prompt_at(start):
-            stream.schedule[start] = new_prompt
-        names = ("none", "none") if scorers is None else (scorers[0].name, scorers[1].name)
-        view = ScalingView(console, start + num_chunks, f"{spec.preset} {dev.type}", names, quiet, first_chunk=start)
-
-        def on_record(record) -> None:
-            log.write(record.to_json())
-            view.update(record)
-
-        def after_commit(chunk: int) -> None:
-            if chunk == start and start in stream.schedule and stream.schedule[start] != spec.schedule.get(start):
-                spec.prompts.append({"from_chunk": start, "prompt": stream.schedule[start]})
-                session.write_spec()  # a switch belongs to the session once its first chunk is committed
-
-        try:
-            with ChunkLog(session.path / LOG_FILE) as log, view:
-                generate(stream, session, num_chunks, on_record, after_commit)
-        except KeyboardInterrupt:
+    prompt takes over from the first of them), then write the final pick to video.mp4. A session
+    this command `created` is removed again if it fails before committing anything."""
+    start = session.head
+    try:
+        with session.lock():
+            _run_locked(session, num_chunks, model_dir, dev, dt, quiet, compile_blocks, new_prompt)
+    except (StreamT1Error, KeyboardInterrupt) as err:
+        interrupted = isinstance(err, KeyboardInterrupt)
+        if created and session.head == start:
+            shutil.rmtree(session.path)
+            fail(f"{'interrupted' if interrupted else err}: the new session {session.path} was removed",
+                 code=130 if interrupted else 2)
+        if interrupted:
             fail(f"interrupted: {session.path} holds {session.head} whole chunks; nothing half-done was kept. "
                  f"Resume with `streamt1 continue {session.path}`", code=130)
-        save_final_pick(stream, session)
+        fail(str(err))
+
+
+def _run_locked(session: Session, num_chunks: int, model_dir: Path | None, dev: torch.device, dt: torch.dtype,
+                quiet: bool, compile_blocks: bool, new_prompt: str | None) -> None:
+    spec = session.spec
+    preset = PRESETS[spec.preset]
+    models = load_models(preset, model_dir, dev, dt)
+    scorers = None if spec.rewards is None else build_scorers(*spec.rewards, model_dir=model_dir, device=dev, dtype=dt)
+    if dev.type == "cuda":
+        tune_for_cuda(models, compile_blocks=compile_blocks)
+    stream = open_stream(spec, models, scorers)
+    start = session.head
+    if start:
+        with console.status(f"replaying {start} committed chunks..."):
+            replay(stream, session)
+    if not preset.trained:
+        console.print(UNTRAINED_LABEL)
+    if new_prompt is not None and new_prompt != stream.prompt_at(start):
+        stream.schedule[start] = new_prompt
+    names = ("none", "none") if scorers is None else (scorers[0].name, scorers[1].name)
+    view = ScalingView(console, start + num_chunks, f"{spec.preset} {dev.type}", names, quiet, first_chunk=start)
+
+    def after_commit(stored: dict) -> None:
+        log.write(stored)
+        chunk = stored["chunk"]
+        if chunk == start and stream.schedule.get(start) not in (None, session.spec.schedule.get(start)):
+            session.spec = session.spec.with_prompt(start, stream.schedule[start])
+            session.write_spec()  # a switch belongs to the session once its first chunk is committed
+
+    with ChunkLog(session.path / LOG_FILE, (session.record(k) for k in range(start))) as log, view:
+        generate(stream, session, num_chunks, view.update, after_commit)
+    save_final_pick(stream, session)
     write_video(session)
 
 
@@ -86,8 +94,8 @@ def write_video(session: Session) -> None:
         for frames in video_frames(session):
             writer.append(frames)
     label = "" if PRESETS[session.spec.preset].trained else " (untrained tiny preset)"
-    console.print(f"wrote {path}: {writer.frames_written} frames, {session.head} chunks{label}; "
-                  f"records in {session.path / LOG_FILE}")
+    console.print(escape(f"wrote {path}: {writer.frames_written} frames, {session.head} chunks{label}; "
+                         f"records in {session.path / LOG_FILE}"))
 
 
 def new(
@@ -98,7 +106,7 @@ def new(
     model_dir: ModelDirOption = None,
     seconds: SecondsOption = None,
     chunks: ChunksOption = None,
-    seed: Annotated[int, typer.Option(help="Seed of every random draw; the same seed gives the same video.")] = 42,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of every random draw; the same seed gives the same video.")] = 42,
     device: DeviceOption = DeviceName.auto,
     dtype: DtypeOption = DtypeName.auto,
     quiet: QuietOption = False,
@@ -136,10 +144,15 @@ def new(
             max_sink_frames=max_sink, horizon_frames=horizon)
         spec = spec_for(preset.value, seed, config, scaling, None if no_scaling else rewards, schedule)
         load_check(spec, model_dir)
+    except StreamT1Error as err:
+        fail(str(err))
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    try:
         created = Session.create(session, spec)
     except StreamT1Error as err:
         fail(str(err))
-    run_session(created, num_chunks, model_dir, device, dtype, quiet, compile_blocks)
+    run_session(created, num_chunks, model_dir, dev, dt, quiet, compile_blocks, created=True)
 
 
 def load_check(spec: SessionSpec, model_dir: Path | None) -> None:
@@ -171,7 +184,8 @@ def continue_(
     if prompt is not None and not prompt.strip():
         fail("--prompt is empty: say what the video should show from here on")
     num_chunks = chunks_for(seconds, chunks, stream_config(session.spec), first=session.head == 0)
-    run_session(session, num_chunks, model_dir, device, dtype, quiet, compile_blocks, new_prompt=prompt)
+    dev = resolve_device(device)
+    run_session(session, num_chunks, model_dir, dev, resolve_dtype(dtype, dev), quiet, compile_blocks, new_prompt=prompt)
 
 
 def branch(
@@ -179,7 +193,7 @@ def branch(
     at: Annotated[int, typer.Option("--at", help="Keep the parent's chunks 0..AT-1, generate from chunk AT.")],
     to: Annotated[Path, typer.Option("--to", help="Folder of the new session.")],
     prompt: Annotated[Optional[str], typer.Option(help="New prompt from chunk AT on.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="New seed for the chunks from AT on (default: the parent's).")] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="New seed for the chunks from AT on (default: the parent's).")] = None,
     seconds: SecondsOption = None,
     chunks: ChunksOption = None,
     model_dir: ModelDirOption = None,
@@ -188,7 +202,10 @@ def branch(
     quiet: QuietOption = False,
     compile_blocks: CompileOption = True,
 ) -> None:
-    """Start a new session from a parent's first AT chunks (referenced, not copied) and continue it."""
+    """Start a new session from a parent's first AT chunks (referenced, not copied) and continue it:
+    with its prompt schedule unless --prompt takes over from AT."""
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
     try:
         parent = Session.open(path)
         if not 1 <= at <= parent.head:
@@ -197,13 +214,12 @@ def branch(
         if prompt is not None and not prompt.strip():
             raise StreamT1Error("--prompt is empty: say what the video should show from here on")
         spec = parent.spec
-        prompts = [p for p in spec.prompts if p["from_chunk"] < at]
         if prompt is not None:
-            prompts.append({"from_chunk": at, "prompt": prompt})
-        child = replace(spec, seed=spec.seed if seed is None else seed, prompts=prompts,
-                        parent={"path": str(path.resolve()), "at": at})
+            spec = replace(spec, prompts=[p for p in spec.prompts if p["from_chunk"] < at]).with_prompt(at, prompt)
+        child = replace(spec, seed=spec.seed if seed is None else seed,
+                        parent={"path": str(path.resolve()), "at": at, "id": parent.spec.id})
         num_chunks = chunks_for(seconds, chunks, stream_config(spec), first=False)
         session = Session.create(to, child, head=at)
     except StreamT1Error as err:
         fail(str(err))
-    run_session(session, num_chunks, model_dir, device, dtype, quiet, compile_blocks)
+    run_session(session, num_chunks, model_dir, dev, dt, quiet, compile_blocks, created=True)

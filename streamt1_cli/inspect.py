@@ -9,40 +9,47 @@ from typing import Annotated, Optional
 import imageio.v3 as iio
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from engine.config import StreamConfig
 from engine.errors import StreamT1Error
 from engine.models.presets import PRESETS
 from sessions.runner import final_beam, lineage, stream_config, video_frames
-from sessions.store import SPEC_FILE, Session
+from sessions.store import SPEC_FILE, STAGING_PREFIX, Session
 from sessions.video import Mp4Writer, frames_hwc
-from streamt1_cli.common import console, fail
+from streamt1_cli.common import chunks_for, console, fail
 
 stdout = Console()
 
 
 def list_(root: Annotated[Path, typer.Argument(help="Folder to search for sessions.")] = Path(".")) -> None:
     """List the sessions under a folder."""
+    if not root.is_dir():
+        fail(f"{root} is not a folder: give the folder that holds your sessions")
     table = Table("session", "preset", "chunks", "scaling", "prompts", "branch of")
     for spec_path in sorted(root.rglob(SPEC_FILE)):
+        if any(part.startswith(STAGING_PREFIX) for part in spec_path.parts):
+            continue  # a session being created, or left by a crash during creation
         try:
             s = Session.open(spec_path.parent)
         except StreamT1Error as err:
-            table.add_row(str(spec_path.parent), "-", "-", "-", f"[red]{err}[/]", "-")
+            table.add_row(escape(str(spec_path.parent)), "-", "-", "-", f"[red]{escape(str(err))}[/]", "-")
             continue
         parent = "-" if s.spec.parent is None else f"{s.spec.parent['path']} @ {s.spec.parent['at']}"
-        table.add_row(str(s.path), s.spec.preset, str(s.head), "plain" if s.spec.scaling is None else "Stream-T1",
-                      str(len(s.spec.prompts)), parent)
+        table.add_row(escape(str(s.path)), s.spec.preset, str(s.head), "plain" if s.spec.scaling is None else "Stream-T1",
+                      str(len(s.spec.prompts)), escape(parent))
     stdout.print(table)
 
 
-def chunk_bytes_at(preset_name: str, beams: int) -> int:
-    """Bytes one chunk adds at a preset's geometry, uncompressed: latents + noise (float32) and
-    decoded frames (uint8) of every surviving beam."""
+def chunk_bytes_at(preset_name: str, config: StreamConfig, beams: int) -> int:
+    """Bytes one later chunk adds at a preset's geometry, uncompressed: latents + noise (float32)
+    and decoded frames (uint8) of every surviving beam."""
     p = PRESETS[preset_name]
-    latent = p.transformer["in_channels"] * 3 * p.latent_height * p.latent_width * 4
-    frames = 3 * 12 * p.height * p.width
+    latent = p.transformer["in_channels"] * config.chunk_frames * p.latent_height * p.latent_width * 4
+    frames = 3 * config.pixel_frames(1) * p.height * p.width
     return beams * (2 * latent + frames)
+
 
 
 def show(
@@ -52,11 +59,15 @@ def show(
     """Chunks, prompts, rewards, sink events, lineage and disk use of a session."""
     try:
         s = Session.open(path)
-        chunks = [s.chunk(k).record for k in range(s.head)]
+        chunks = [s.record(k) for k in range(s.head)]
+        lineage_ = lineage(s, final_beam(s), s.head) if s.head else []
     except StreamT1Error as err:
         fail(str(err))
-    beams = len(chunks[-1]["beams"]) if chunks else 1
-    real_chunk = chunk_bytes_at("longlive", beams)
+    config = stream_config(s.spec)
+    beams = len(chunks[-1]["beams"]) if chunks else (1 if s.spec.scaling is None else s.spec.scaling["top_k"])
+    real_chunk = chunk_bytes_at("longlive", config, beams)
+    chunks_30s = chunks_for(30.0, None, config)
+    own_chunks = s.head - (s.spec.parent["at"] if s.spec.parent else 0)
     info = {
         "path": str(s.path),
         "preset": s.spec.preset,
@@ -68,40 +79,43 @@ def show(
         "parent": s.spec.parent,
         "chunks": s.head,
         "final_beam": final_beam(s) if s.head else None,
-        "lineage": lineage(s, final_beam(s), s.head) if s.head else [],
+        "lineage": lineage_,
         "disk_bytes": s.disk_bytes(),
-        "disk_bytes_per_chunk": s.disk_bytes() / max(s.head, 1),
+        "disk_bytes_per_chunk": s.disk_bytes() / max(own_chunks, 1),  # a branch's own chunks only
         "real_size_bytes_per_chunk": real_chunk,
-        "real_size_bytes_30s": 40 * real_chunk,
+        "real_size_bytes_30s": chunks_30s * real_chunk,
         "records": chunks,
     }
     if as_json:
         print(json.dumps(info, indent=1))
         return
-    stdout.print(f"[bold]{s.path}[/]  preset {s.spec.preset}{' (untrained)' if info['untrained'] else ''}  "
-                 f"seed {s.spec.seed}  {s.head} chunks  {'Stream-T1' if s.spec.scaling else 'plain LongLive'}")
+    seed = f"seed {s.spec.seed}" + (" (from the branch point)" if s.spec.parent else "")
+    stdout.print(f"[bold]{escape(str(s.path))}[/]  preset {s.spec.preset}{' (untrained)' if info['untrained'] else ''}  "
+                 f"{seed}  {s.head} chunks  {'Stream-T1' if s.spec.scaling else 'plain LongLive'}")
     for p in s.spec.prompts:
-        stdout.print(f"  from chunk {p['from_chunk']}: {p['prompt']!r}")
+        stdout.print(f"  from chunk {p['from_chunk']}: {escape(repr(p['prompt']))}")
     if s.spec.parent:
-        stdout.print(f"  branch of {s.spec.parent['path']} at chunk {s.spec.parent['at']}")
+        stdout.print(f"  branch of {escape(s.spec.parent['path'])} at chunk {s.spec.parent['at']}")
     table = Table("chunk", "beam kept", "short", "long", "fused", "sink flag", "sink event")
+    scored = s.spec.scaling is not None
     for k, (record, b) in enumerate(zip(chunks, info["lineage"])):
         beam = record["beams"][b]
         cand = record["candidates"][beam["candidate"]]
         event = beam["last_sink_event"]
-        table.add_row(str(k), f"{b} (cand {beam['candidate']})", f"{cand['short']:.4f}", f"{cand['long']:.4f}",
-                      f"{cand['fused']:.4f}", cand["flag"] or "-", "-" if not event else f"{event['route']} @ {event['start_frame']}")
+        scores = [f"{cand[key]:.4f}" if scored else "-" for key in ("short", "long", "fused")]
+        table.add_row(str(k), f"{b} (cand {beam['candidate']})", *scores, cand["flag"] or "-",
+                      "-" if not event else f"{event['route']} @ {event['start_frame']}")
     stdout.print(table)
-    stdout.print(f"disk: {info['disk_bytes'] / 1e6:.2f} MB ({info['disk_bytes_per_chunk'] / 1e6:.3f} MB a chunk); "
-                 f"at real size (480x832, {beams} beam(s)): {real_chunk / 1e6:.1f} MB a chunk, "
-                 f"{info['real_size_bytes_30s'] / 1e9:.2f} GB for a 30 s video (40 chunks), uncompressed")
+    stdout.print(f"disk: {info['disk_bytes'] / 1e6:.2f} MB ({info['disk_bytes_per_chunk'] / 1e6:.3f} MB for each of its "
+                 f"{own_chunks} own chunks); at real size (480x832, {beams} beam(s)): {real_chunk / 1e6:.1f} MB a "
+                 f"chunk, {info['real_size_bytes_30s'] / 1e9:.2f} GB for a 30 s video ({chunks_30s} chunks), uncompressed")
 
 
 def export(
     path: Annotated[Path, typer.Argument(help="The session.")],
     out: Annotated[Path, typer.Argument(help="OUT.mp4 for a video, or a folder for PNG frames.")],
-    beam: Annotated[Optional[int], typer.Option(help="Surviving beam to export (default: the final pick).")] = None,
-    upto: Annotated[Optional[int], typer.Option(help="Export chunks 0..UPTO-1 only.")] = None,
+    beam: Annotated[Optional[int], typer.Option(help="Surviving beam at the head whose video to export (default: the final pick).")] = None,
+    upto: Annotated[Optional[int], typer.Option(help="Export only that video's chunks 0..UPTO-1.")] = None,
 ) -> None:
     """Write a session's video (or its frames as PNGs)."""
     try:
@@ -111,18 +125,25 @@ def export(
         frames = video_frames(s, beam, upto)
     except StreamT1Error as err:
         fail(str(err))
+    out_abs, session_abs = out.resolve(), s.path.resolve()
+    if out_abs == session_abs or session_abs in out_abs.parents:
+        fail(f"{out} is inside the session folder: export somewhere else")
+    if not out_abs.parent.is_dir():
+        fail(f"{out.parent} does not exist: create it first, or export elsewhere")
     if out.suffix.lower() == ".mp4":
         with Mp4Writer(out, stream_config(s.spec).fps) as writer:
             for f in frames:
                 writer.append(f)
-        console.print(f"wrote {out}: {writer.frames_written} frames")
+        console.print(f"wrote {escape(str(out))}: {writer.frames_written} frames")
         return
     if out.suffix:
         fail(f"{out}: give a path ending in .mp4, or a folder for PNG frames")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        fail(f"{out} exists and is not an empty folder: PNG frames go to a new or empty folder")
+    out.mkdir(exist_ok=True)
     n = 0
     for f in frames:
         for frame in frames_hwc(f):
             iio.imwrite(out / f"frame_{n:05d}.png", frame)
             n += 1
-    console.print(f"wrote {n} PNG frames to {out}")
+    console.print(f"wrote {n} PNG frames to {escape(str(out))}")

@@ -23,7 +23,7 @@ from engine.models.presets import TINY
 from engine.rewards.proxies import SharpnessProxy, TemporalConsistencyProxy
 from engine.scaling.config import ScalingConfig
 from engine.scaling.search import BeamSearchStream, recache_window
-from sessions.store import HEAD_FILE, SPEC_FILE, Session
+from sessions.store import FORMAT_VERSION, HEAD_FILE, SPEC_FILE, Session
 from streamt1_cli.app import app
 
 runner = CliRunner()
@@ -174,7 +174,7 @@ def test_errors_leave_sessions_untouched(full6: Path, tmp_path: Path):
     copy = tmp_path / "copy"
     cli("new", "a red fox", "--chunks", "1", "--session", str(copy))
     spec = (copy / SPEC_FILE).read_text()
-    (copy / SPEC_FILE).write_text(spec.replace("format_version = 1", "format_version = 99"))
+    (copy / SPEC_FILE).write_text(spec.replace(f"format_version = {FORMAT_VERSION}", "format_version = 99"))
     assert "session format 99" in one_line_error("continue", str(copy))
     (copy / SPEC_FILE).write_text("this is [ not toml")
     assert "corrupt or foreign" in one_line_error("show", str(copy))
@@ -198,10 +198,15 @@ def test_errors_leave_sessions_untouched(full6: Path, tmp_path: Path):
         ("[[prompt]]\nat_chunk = 0\nat_seconds = 1\nprompt = 'x'\n", "exactly one of"),
         ("[[prompt]]\nat_chunk = 0\nprompt = 'x'\n[[prompt]]\nat_chunk = 0\nprompt = 'y'\n", "not after"),
         ("prompt = [", "not valid TOML"),
-        ("title = 'x'\n", "no [[prompt]] entries"),
+        ("title = 'x'\n", "unknown keys ['title']"),
+        ("[[promt]]\nat_chunk = 0\nprompt = 'x'\n", "unknown keys ['promt']"),
+        ("", "no [[prompt]] entries"),
+        ("[[prompt]]\nat_chunk = 0\nprompt = 'x'\n[[prompt]]\nat_seconds = inf\nprompt = 'y'\n", "from 0 to 3600"),
+        ("[[prompt]]\nat_chunk = 0\nprompt = 'x'\n[[prompt]]\nat_seconds = nan\nprompt = 'y'\n", "from 0 to 3600"),
     ]:
         bad.write_text(text)
         assert needle in one_line_error("new", "--script", str(bad), "--session", str(tmp_path / "never"))
+    assert "cannot be read" in one_line_error("new", "--script", str(tmp_path), "--session", str(tmp_path / "never"))
     assert not (tmp_path / "never").exists()
 
 
