@@ -4,19 +4,23 @@ behind, appended sinks keep their frame positions, and scaling beats plain LongL
 from __future__ import annotations
 
 
+from collections.abc import Sequence
+
 import pytest
 import torch
+from torch import Tensor
 
 from engine.config import StreamConfig
 from engine.models.causal_wan import apply_rope
 from engine.models.factory import random_models
 from engine.models.kv_cache import CacheSegment, KVCache, SinkRoute
 from engine.models.presets import TINY
+from engine.rewards.base import ClipScorer, FrameScorer
 from engine.rewards.proxies import SharpnessProxy, TemporalConsistencyProxy
 from engine.scaling.config import ScalingConfig
 from engine.scaling.pruning import fusion_alpha
 from engine.frames import from_uint8, to_uint8
-from engine.scaling.search import BeamSearchStream, video_score
+from engine.scaling.search import BeamSearchStream
 from engine.stream import StreamGenerator
 
 
@@ -29,6 +33,16 @@ def search(models, seed: int, scaling: ScalingConfig | None = None) -> BeamSearc
     return BeamSearchStream(models, StreamConfig(), scaling or ScalingConfig(),
                             (SharpnessProxy(), TemporalConsistencyProxy()), seed, {0: "a red fox"})
 
+
+
+def video_score(chunks: Sequence[Tensor], prompt: str, short_scorer: FrameScorer, long_scorer: ClipScorer,
+                alpha: float, fps: int) -> float:
+    """Fused score of a finished video (frames per chunk, [3, F, H, W] in [-1, 1]): alpha * mean
+    short-term reward over all frames + (1 - alpha) * long-term reward of the whole clip."""
+    video = torch.cat(list(chunks), dim=1)
+    short = float(short_scorer.score_frames(video.transpose(0, 1), prompt).float().mean())
+    long = float(long_scorer.score_clips(video[None], prompt, fps).overall.float()[0])
+    return alpha * short + (1 - alpha) * long
 
 def test_batched_candidates_equal_each_alone(models):
     model = models.transformer

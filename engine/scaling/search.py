@@ -10,7 +10,6 @@ their memory-sink flags.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -332,13 +331,3 @@ def recache_window(models: Models, config: StreamConfig, beam: Beam, text) -> KV
                                        model.build_prefix(cache, *grid), capture_kv=True)
         cache = replace(cache, window=cache.window + (replace(fresh, route=segment.route),))
     return cache
-
-
-def video_score(chunks: Sequence[Tensor], prompt: str, short_scorer: FrameScorer, long_scorer: ClipScorer,
-                alpha: float, fps: int) -> float:
-    """Fused score of a finished video (frames per chunk, [3, F, H, W] in [-1, 1]): alpha * mean
-    short-term reward over all frames + (1 - alpha) * long-term reward of the whole clip."""
-    video = torch.cat(list(chunks), dim=1)
-    short = float(short_scorer.score_frames(video.transpose(0, 1), prompt).float().mean())
-    long = float(long_scorer.score_clips(video[None], prompt, fps).overall.float()[0])
-    return alpha * short + (1 - alpha) * long
