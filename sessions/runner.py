@@ -34,6 +34,12 @@ def spec_for(preset: str, seed: int, config: StreamConfig, scaling: ScalingConfi
     )
 
 
+def compute_of(device: torch.device, dtype: torch.dtype) -> dict[str, str]:
+    """How chunks are computed, as a session records it: the same inputs on another device or in
+    another dtype give other numbers, so resuming elsewhere is not bitwise an uninterrupted run."""
+    return {"device": device.type, "dtype": str(dtype).removeprefix("torch.")}
+
+
 def stream_config(spec: SessionSpec) -> StreamConfig:
     return StreamConfig(**spec.stream)
 

@@ -56,6 +56,7 @@ class SessionSpec:
     scaling: dict[str, Any] | None = None  # None: plain LongLive
     rewards: list[str] | None = None  # [short, long] scorer names
     parent: dict[str, Any] | None = None  # {"path": ..., "at": K, "id": the parent's id}
+    compute: dict[str, str] | None = None  # {"device": "cuda", "dtype": "bfloat16"} its chunks were made with
     id: str = ""  # set by Session.create; a branch checks that its parent is still this session
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -114,6 +115,10 @@ def _spec_problem(raw: dict[str, Any]) -> str | None:
     if parent is not None and not (isinstance(parent, dict) and isinstance(parent.get("path"), str)
                                    and _is_int(parent.get("at")) and isinstance(parent.get("id"), str)):
         return "parent is not a {path, at, id} table"
+    compute = raw.get("compute")
+    if compute is not None and not (isinstance(compute, dict) and set(compute) == {"device", "dtype"}
+                                    and all(isinstance(v, str) for v in compute.values())):
+        return "compute is not a {device, dtype} table"
     if not isinstance(raw.get("id"), str) or not raw["id"]:
         return "id is missing"
     return None

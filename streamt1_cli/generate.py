@@ -20,7 +20,9 @@ from engine.rewards.registry import DEFAULT_REWARDS, LONG_REWARDS, SHORT_REWARDS
 from engine.scaling.config import ScalingConfig
 from sessions.records import ChunkLog
 from sessions.script import read_script
-from sessions.runner import generate, open_stream, replay, save_final_pick, spec_for, stream_config, video_frames
+from sessions.runner import (
+    compute_of, generate, open_stream, replay, save_final_pick, spec_for, stream_config, video_frames,
+)
 from sessions.store import Session, SessionSpec
 from sessions.video import Mp4Writer
 from streamt1_cli.common import (
@@ -64,6 +66,12 @@ def _run_locked(session: Session, num_chunks: int, model_dir: Path | None, dev: 
         tune_for_cuda(models, compile_blocks=compile_blocks)
     stream = open_stream(spec, models, scorers)
     start = session.head
+    here = compute_of(dev, dt)
+    if start and spec.compute not in (None, here):
+        made = f"{spec.compute['device']}/{spec.compute['dtype']}"
+        console.print(escape(f"note: {session.path} was made on {made}; continuing on {here['device']}/"
+                             f"{here['dtype']}, so the new chunks are not bitwise those of an unbroken run there"),
+                      highlight=False)
     if start:
         with console.status(f"replaying {start} committed chunks..."):
             replay(stream, session)
@@ -98,7 +106,12 @@ def write_video(session: Session) -> None:
                          f"records in {session.path / LOG_FILE}"))
 
 
+STREAM_T1_OPTIONS = ("beam_size", "top_k", "noise_sigma", "short_threshold", "long_threshold", "fusion_cap",
+                     "window_chunks", "max_sink", "horizon", "short_reward", "long_reward")
+
+
 def new(
+    ctx: typer.Context,
     prompt: Annotated[Optional[str], typer.Argument(help="What the video shows (or give --script).")] = None,
     session: Annotated[Path, typer.Option("--session", "-s", help="New folder for this session: video.mp4, chunks.jsonl, session.toml, store.zarr.")] = ...,
     script: Annotated[Optional[Path], typer.Option(help="Prompt schedule (TOML, see prompts/*.toml): prompts switching at given seconds or chunks.")] = None,
@@ -135,6 +148,15 @@ def new(
     except StreamT1Error as err:
         fail(str(err))
     num_chunks = chunks_for(seconds, chunks, config)
+    if no_scaling:
+        given = [f"--{name.replace('_', '-')}" for name in STREAM_T1_OPTIONS
+                 if ctx.get_parameter_source(name).name == "COMMANDLINE"]  # typer vendors click's enum
+        if given:
+            fail(f"--no-scaling runs plain LongLive, so {', '.join(given)} would do nothing: drop them or --no-scaling")
+    later = sorted(k for k in schedule if k >= num_chunks)
+    if later:
+        console.print(escape(f"note: the script's prompts from chunk(s) {later} start after the {num_chunks} chunks "
+                             "made now; they take over when `streamt1 continue` gets there"), highlight=False)
     rewards = DEFAULT_REWARDS[preset.value]
     rewards = (short_reward or rewards[0], long_reward or rewards[1])
     try:
@@ -149,7 +171,7 @@ def new(
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     try:
-        created = Session.create(session, spec)
+        created = Session.create(session, replace(spec, compute=compute_of(dev, dt)))
     except StreamT1Error as err:
         fail(str(err))
     run_session(created, num_chunks, model_dir, dev, dt, quiet, compile_blocks, created=True)

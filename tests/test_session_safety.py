@@ -137,3 +137,15 @@ def test_markup_in_prompts_and_failed_starts(tmp_path: Path):
     if not torch.cuda.is_available():
         assert "no CUDA GPU" in one_line_error("new", "x", "--session", str(tmp_path / "gpu"), "--device", "cuda")
         assert not (tmp_path / "gpu").exists()
+
+
+def test_options_that_would_do_nothing_and_notes(tmp_path: Path):
+    message = one_line_error("new", "x", "--session", str(tmp_path / "p"), "--no-scaling", "--beam-size", "3")
+    assert "--beam-size would do nothing" in message and not (tmp_path / "p").exists()
+    script = tmp_path / "s.toml"
+    script.write_text('[[prompt]]\nat_chunk = 0\nprompt = "a red fox"\n[[prompt]]\nat_chunk = 4\nprompt = "a blue bird"\n')
+    session = tmp_path / "s"
+    assert "from chunk(s) [4] start after the 1 chunks" in cli("new", "--script", str(script), "--chunks", "1",
+                                                                "--session", str(session))
+    assert Session.open(session).spec.compute == {"device": "cpu", "dtype": "float32"}
+    assert "not bitwise" in cli("continue", str(session), "--chunks", "1", "--dtype", "bfloat16")
