@@ -92,9 +92,13 @@ def generate(stream: BeamSearchStream, session: Session, num_chunks: int,
 
 def _commit(session: Session, payload: dict, latents: Tensor, noise: Tensor, frames: Tensor,
             after_commit: Callable[[dict], None] | None) -> None:
-    session.commit(payload, latents, noise, frames)
-    if after_commit is not None:
-        after_commit(payload)
+    try:
+        session.commit(payload, latents, noise, frames)
+        if after_commit is not None:
+            after_commit(payload)
+    except OSError as exc:  # disk full, permissions, a vanished folder: the run stops at a whole chunk
+        raise SessionError(f"writing chunk {payload['chunk']} of {session.path} failed ({exc.strerror or exc}): "
+                           f"it holds {session.head} whole chunks; fix that and `streamt1 continue` it") from exc
 
 
 def save_final_pick(stream: BeamSearchStream, session: Session) -> int:

@@ -15,12 +15,12 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import tomllib
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +66,11 @@ class SessionSpec:
     def schedule(self) -> dict[int, str]:
         return {int(p["from_chunk"]): p["prompt"] for p in self.prompts}
 
-    def with_prompt(self, from_chunk: int, prompt: str) -> SessionSpec:
-        """This spec with `prompt` taking over at `from_chunk` (replacing an entry there), sorted."""
-        schedule = {**self.schedule, from_chunk: prompt}
-        return replace(self, prompts=[{"from_chunk": k, "prompt": p} for k, p in sorted(schedule.items())])
+    def reprompted(self, from_chunk: int, prompt: str) -> SessionSpec:
+        """This spec with `prompt` in force from `from_chunk` on: earlier entries kept, later ones
+        (a script's switches past that chunk) dropped, as a user re-prompting from there means."""
+        kept = [p for p in self.prompts if p["from_chunk"] < from_chunk]
+        return replace(self, prompts=[*kept, {"from_chunk": from_chunk, "prompt": prompt}])
 
 
 def _is_int(value: Any) -> bool:
@@ -154,6 +155,7 @@ class Session:
     def __init__(self, path: Path, spec: SessionSpec) -> None:
         self.path = path
         self.spec = spec
+        self._parent: Session | None = None
 
     # --- creating and opening --------------------------------------------------------------------
     @classmethod
@@ -163,20 +165,30 @@ class Session:
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise SessionError(f"{path} already exists and is not an empty folder: choose a new session path, "
                                f"or extend it with `streamt1 continue {path}`")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.parent / f"{STAGING_PREFIX}{path.name}.{os.getpid()}"
-        staging.mkdir()
         spec = replace(spec, id=uuid.uuid4().hex)
-        zarr.open_group(staging / STORE_DIR, mode="w", zarr_format=3)
-        cls(staging, spec).write_spec()
-        _atomic_write(staging / HEAD_FILE, f"{head}\n")
-        if path.exists():
-            path.rmdir()  # empty, checked above
-        os.rename(staging, path)
+        staging = path.parent / f"{STAGING_PREFIX}{path.name}.{spec.id}"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            staging.mkdir()
+            zarr.open_group(staging / STORE_DIR, mode="w", zarr_format=3)
+            cls(staging, spec).write_spec()
+            _atomic_write(staging / HEAD_FILE, f"{head}\n")
+            if path.exists():
+                path.rmdir()  # empty, checked above
+            os.rename(staging, path)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise SessionError(f"cannot create a session at {path} ({exc.strerror or type(exc).__name__}): "
+                               "choose a path in a writable folder") from exc
         return cls(path, spec)
 
     @classmethod
-    def open(cls, path: Path) -> Session:
+    def open(cls, path: Path, _children: frozenset[Path] = frozenset()) -> Session:
+        """Open and check a session (and, for a branch, its parents); `_children` are the branches
+        being opened below it, so a loop of parents is an error, not endless recursion."""
+        if path.resolve() in _children:
+            raise SessionError(f"{path} is its own ancestor (a branch's parent path leads back to it): restore the "
+                               "original parent folder")
         spec_path = path / SPEC_FILE
         if not path.is_dir():
             raise SessionError(f"no session at {path}: the folder does not exist (start one with `streamt1 new`)")
@@ -196,7 +208,7 @@ class Session:
         session.head  # validates HEAD
         if session.spec.parent is not None:
             expected = session.spec.parent
-            parent = session.parent
+            parent = session._open_parent(_children | {path.resolve()})
             if parent.spec.id != expected["id"] or parent.head < expected["at"]:
                 raise SessionError(f"parent session {parent.path} is not the one this branch was made from (it was "
                                    "replaced or rewritten): put the original back there, or start a new session")
@@ -218,14 +230,20 @@ class Session:
             raise SessionError(f"{self.path / HEAD_FILE} is corrupt (head {head}): the session cannot be trusted")
         return head
 
-    @cached_property
+    @property
     def parent(self) -> Session:
         """Opened (and checked) once: a branch's replay reads every early chunk through it."""
+        if self._parent is None:
+            self._open_parent(frozenset({self.path.resolve()}))
+        return self._parent
+
+    def _open_parent(self, children: frozenset[Path]) -> Session:
         parent_path = Path(self.spec.parent["path"])
         try:
-            return Session.open(parent_path)
+            self._parent = Session.open(parent_path, children)
         except SessionError as exc:
             raise SessionError(f"branch {self.path} needs its parent {parent_path}: {exc}") from exc
+        return self._parent
 
     def _check_range(self, k: int) -> None:
         if not 0 <= k < self.head:
@@ -258,7 +276,7 @@ class Session:
         try:
             g = zarr.open_group(owner.path / STORE_DIR, mode="r")[f"chunks/{k}"]
             arrays = {name: np.asarray(g[name][...]) for name in ARRAYS}
-            digests = g.attrs["digests"]
+            digests = dict(g.attrs["digests"])
             record = json.loads(g.attrs["record"])
         except Exception as exc:  # any failure to read committed data means the store is damaged
             raise owner._damaged(k, type(exc).__name__) from exc

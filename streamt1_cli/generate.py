@@ -35,6 +35,23 @@ VIDEO_FILE, LOG_FILE = "video.mp4", "chunks.jsonl"
 MAX_SEED = 2**62 - 1  # seeds derived per chunk and candidate stay inside torch's 64-bit range
 
 
+def check_prompt(text: str | None, what: str) -> None:
+    """A prompt must say something and be text (a shell can pass bytes that are not UTF-8)."""
+    if text is None:
+        return
+    if not text.strip():
+        fail(f"{what} is empty: say what the video should show")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        fail(f"{what} is not valid UTF-8 text: check your terminal's encoding")
+
+
+def check_seed(seed: int | None) -> None:
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        fail(f"--seed must be a whole number from 0 to {MAX_SEED}, got {seed}")
+
+
 def run_session(session: Session, num_chunks: int, model_dir: Path | None, dev: torch.device, dt: torch.dtype,
                 quiet: bool, compile_blocks: bool, new_prompt: str | None = None, created: bool = False) -> None:
     """Load the session's models, replay its committed chunks, generate `num_chunks` more (a new
@@ -43,17 +60,19 @@ def run_session(session: Session, num_chunks: int, model_dir: Path | None, dev: 
     start = session.head
     try:
         with session.lock():
-            _run_locked(session, num_chunks, model_dir, dev, dt, quiet, compile_blocks, new_prompt)
-    except (StreamT1Error, KeyboardInterrupt) as err:
-        interrupted = isinstance(err, KeyboardInterrupt)
-        if created and session.head == start:
-            shutil.rmtree(session.path)
-            fail(f"{'interrupted' if interrupted else err}: the new session {session.path} was removed",
-                 code=130 if interrupted else 2)
-        if interrupted:
-            fail(f"interrupted: {session.path} holds {session.head} whole chunks; nothing half-done was kept. "
-                 f"Resume with `streamt1 continue {session.path}`", code=130)
+            try:
+                _run_locked(session, num_chunks, model_dir, dev, dt, quiet, compile_blocks, new_prompt)
+            except StreamT1Error as err:
+                # Under our lock, after the writer was joined: nothing committed means nothing to keep.
+                if created and session.head == start:
+                    shutil.rmtree(session.path)
+                    fail(f"{err}: the new session {session.path} was removed")
+                raise
+    except StreamT1Error as err:
         fail(str(err))
+    except KeyboardInterrupt:
+        fail(f"interrupted: {session.path} holds {session.head} whole chunks; nothing half-done was kept. "
+             f"Resume with `streamt1 continue {session.path}`", code=130)
 
 
 def _run_locked(session: Session, num_chunks: int, model_dir: Path | None, dev: torch.device, dt: torch.dtype,
@@ -77,17 +96,17 @@ def _run_locked(session: Session, num_chunks: int, model_dir: Path | None, dev: 
             replay(stream, session)
     if not preset.trained:
         console.print(UNTRAINED_LABEL)
-    if new_prompt is not None and new_prompt != stream.prompt_at(start):
-        stream.schedule[start] = new_prompt
+    reprompt = new_prompt is not None and new_prompt != stream.prompt_at(start)
+    if reprompt:
+        stream.schedule = spec.reprompted(start, new_prompt).schedule
     names = ("none", "none") if scorers is None else (scorers[0].name, scorers[1].name)
     view = ScalingView(console, start + num_chunks, f"{spec.preset} {dev.type}", names, quiet, first_chunk=start)
 
     def after_commit(stored: dict) -> None:
-        log.write(stored)
-        chunk = stored["chunk"]
-        if chunk == start and stream.schedule.get(start) not in (None, session.spec.schedule.get(start)):
-            session.spec = session.spec.with_prompt(start, stream.schedule[start])
+        if reprompt and stored["chunk"] == start:
+            session.spec = session.spec.reprompted(start, new_prompt)
             session.write_spec()  # a switch belongs to the session once its first chunk is committed
+        log.write(stored)
 
     with ChunkLog(session.path / LOG_FILE, (session.record(k) for k in range(start))) as log, view:
         generate(stream, session, num_chunks, view.update, after_commit)
@@ -119,7 +138,7 @@ def new(
     model_dir: ModelDirOption = None,
     seconds: SecondsOption = None,
     chunks: ChunksOption = None,
-    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of every random draw; the same seed gives the same video.")] = 42,
+    seed: Annotated[int, typer.Option(help="Seed of every random draw; the same seed gives the same video.")] = 42,
     device: DeviceOption = DeviceName.auto,
     dtype: DtypeOption = DtypeName.auto,
     quiet: QuietOption = False,
@@ -141,8 +160,8 @@ def new(
     config = StreamConfig()
     if (prompt is None) == (script is None):
         fail("give a PROMPT or a --script, not both" if prompt is not None else "give a PROMPT (or a --script)")
-    if prompt is not None and not prompt.strip():
-        fail("the prompt is empty: say what the video should show")
+    check_prompt(prompt, "the prompt")
+    check_seed(seed)
     try:
         schedule = {0: prompt} if script is None else read_script(script, config)
     except StreamT1Error as err:
@@ -203,8 +222,7 @@ def continue_(
         session = Session.open(path)
     except StreamT1Error as err:
         fail(str(err))
-    if prompt is not None and not prompt.strip():
-        fail("--prompt is empty: say what the video should show from here on")
+    check_prompt(prompt, "--prompt")
     num_chunks = chunks_for(seconds, chunks, stream_config(session.spec), first=session.head == 0)
     dev = resolve_device(device)
     run_session(session, num_chunks, model_dir, dev, resolve_dtype(dtype, dev), quiet, compile_blocks, new_prompt=prompt)
@@ -215,7 +233,7 @@ def branch(
     at: Annotated[int, typer.Option("--at", help="Keep the parent's chunks 0..AT-1, generate from chunk AT.")],
     to: Annotated[Path, typer.Option("--to", help="Folder of the new session.")],
     prompt: Annotated[Optional[str], typer.Option(help="New prompt from chunk AT on.")] = None,
-    seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="New seed for the chunks from AT on (default: the parent's).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="New seed for the chunks from AT on (default: the parent's).")] = None,
     seconds: SecondsOption = None,
     chunks: ChunksOption = None,
     model_dir: ModelDirOption = None,
@@ -226,6 +244,8 @@ def branch(
 ) -> None:
     """Start a new session from a parent's first AT chunks (referenced, not copied) and continue it:
     with its prompt schedule unless --prompt takes over from AT."""
+    check_prompt(prompt, "--prompt")
+    check_seed(seed)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     try:
@@ -233,12 +253,8 @@ def branch(
         if not 1 <= at <= parent.head:
             raise StreamT1Error(f"--at {at} is out of range: {path} has chunks 0..{parent.head - 1}, so "
                                 f"branch at 1..{parent.head}")
-        if prompt is not None and not prompt.strip():
-            raise StreamT1Error("--prompt is empty: say what the video should show from here on")
-        spec = parent.spec
-        if prompt is not None:
-            spec = replace(spec, prompts=[p for p in spec.prompts if p["from_chunk"] < at]).with_prompt(at, prompt)
-        child = replace(spec, seed=spec.seed if seed is None else seed,
+        spec = parent.spec if prompt is None else parent.spec.reprompted(at, prompt)
+        child = replace(spec, seed=spec.seed if seed is None else seed, compute=compute_of(dev, dt),
                         parent={"path": str(path.resolve()), "at": at, "id": parent.spec.id})
         num_chunks = chunks_for(seconds, chunks, stream_config(spec), first=False)
         session = Session.create(to, child, head=at)

@@ -149,3 +149,36 @@ def test_options_that_would_do_nothing_and_notes(tmp_path: Path):
                                                                 "--session", str(session))
     assert Session.open(session).spec.compute == {"device": "cpu", "dtype": "float32"}
     assert "not bitwise" in cli("continue", str(session), "--chunks", "1", "--dtype", "bfloat16")
+
+
+def test_a_session_in_use_is_never_removed_and_parent_loops_are_errors(three: Path, tmp_path: Path):
+    import typer
+
+    from sessions.runner import spec_for
+    from engine.config import StreamConfig
+    from streamt1_cli.generate import run_session
+
+    fresh = Session.create(tmp_path / "fresh", spec_for("tiny", 1, StreamConfig(), None, None, {0: "a fox"}))
+    with Session.open(fresh.path).lock():  # another process's lock, as far as flock is concerned
+        with pytest.raises(typer.Exit):
+            run_session(fresh, 1, None, torch.device("cpu"), torch.float32, True, False, created=True)
+    assert Session.open(fresh.path).head == 0
+
+    child = tmp_path / "child"
+    cli("branch", str(three), "--at", "1", "--to", str(child), "--chunks", "1")
+    spec = child / SPEC_FILE
+    spec.write_text(spec.read_text().replace(str(three.resolve()), str(child.resolve())))
+    assert "its own ancestor" in one_line_error("show", str(child))
+
+
+def test_reprompting_drops_later_script_switches_and_bad_values_are_one_line(tmp_path: Path):
+    script = tmp_path / "s.toml"
+    script.write_text('[[prompt]]\nat_chunk = 0\nprompt = "a red fox"\n[[prompt]]\nat_chunk = 3\nprompt = "a blue bird"\n')
+    session = tmp_path / "s"
+    cli("new", "--script", str(script), "--chunks", "1", "--session", str(session))
+    cli("continue", str(session), "--chunks", "1", "--prompt", "a cat")
+    assert Session.open(session).spec.schedule == {0: "a red fox", 1: "a cat"}
+    assert "--seed must be a whole number" in one_line_error("new", "x", "--session", str(tmp_path / "n"), "--seed", "-1")
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    assert "cannot create a session" in one_line_error("new", "x", "--session", str(blocker / "s"))
