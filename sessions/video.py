@@ -1,9 +1,9 @@
-"""Video files: decoded frames in [-1, 1] to uint8 and an mp4 written as chunks arrive."""
+"""Video files: decoded frames in [-1, 1] or uint8 to an mp4 or to HWC uint8 arrays."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 
 import imageio.v2 as imageio
 import numpy as np
@@ -17,24 +17,13 @@ def frames_hwc(frames: Tensor) -> np.ndarray:
     return to_uint8(frames).permute(1, 2, 3, 0).contiguous().numpy()
 
 
-class Mp4Writer:
-    """Appends frames to an H.264 mp4 (imageio-ffmpeg) so a long run shows progress on disk."""
-
-    def __init__(self, path: Path, fps: int) -> None:
-        self.path = path
-        self._writer = imageio.get_writer(path, fps=fps, codec="libx264", quality=8, macro_block_size=8)
-        self.frames_written = 0
-
-    def append(self, frames: Tensor) -> None:
-        for frame in frames_hwc(frames):
-            self._writer.append_data(frame)
-            self.frames_written += 1
-
-    def close(self) -> None:
-        self._writer.close()
-
-    def __enter__(self) -> "Mp4Writer":
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
+def write_mp4(path: Path, chunks: Iterable[Tensor], fps: int) -> int:
+    """Write decoded chunks ([3, F, H, W] each) as one H.264 mp4 (imageio-ffmpeg); returns the
+    number of frames written."""
+    written = 0
+    with imageio.get_writer(path, fps=fps, codec="libx264", quality=8, macro_block_size=8) as writer:
+        for chunk in chunks:
+            for frame in frames_hwc(chunk):
+                writer.append_data(frame)
+                written += 1
+    return written

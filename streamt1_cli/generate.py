@@ -24,7 +24,7 @@ from sessions.runner import (
     compute_of, generate, open_stream, replay, save_final_pick, spec_for, stream_config, video_frames,
 )
 from sessions.store import Session, SessionSpec
-from sessions.video import Mp4Writer
+from sessions.video import write_mp4
 from streamt1_cli.common import (
     ChunksOption, CompileOption, DeviceName, DeviceOption, DtypeName, DtypeOption, ModelDirOption, PresetName,
     QuietOption, SecondsOption, chunks_for, console, fail, resolve_device, resolve_dtype,
@@ -96,15 +96,16 @@ def _run_locked(session: Session, num_chunks: int, model_dir: Path | None, dev: 
             replay(stream, session)
     if not preset.trained:
         console.print(UNTRAINED_LABEL)
-    reprompt = new_prompt is not None and new_prompt != stream.prompt_at(start)
-    if reprompt:
-        stream.schedule = spec.reprompted(start, new_prompt).schedule
+    reprompted = None
+    if new_prompt is not None and new_prompt != stream.prompt_at(start):
+        reprompted = spec.reprompted(start, new_prompt)
+        stream.schedule = reprompted.schedule
     names = ("none", "none") if scorers is None else (scorers[0].name, scorers[1].name)
     view = ScalingView(console, start + num_chunks, f"{spec.preset} {dev.type}", names, quiet, first_chunk=start)
 
     def after_commit(stored: dict) -> None:
-        if reprompt and stored["chunk"] == start:
-            session.spec = session.spec.reprompted(start, new_prompt)
+        if reprompted is not None and stored["chunk"] == start:
+            session.spec = reprompted
             session.write_spec()  # a switch belongs to the session once its first chunk is committed
         log.write(stored)
 
@@ -116,12 +117,9 @@ def _run_locked(session: Session, num_chunks: int, model_dir: Path | None, dev: 
 
 def write_video(session: Session) -> None:
     path = session.path / VIDEO_FILE
-    config = stream_config(session.spec)
-    with Mp4Writer(path, config.fps) as writer:
-        for frames in video_frames(session):
-            writer.append(frames)
+    written = write_mp4(path, video_frames(session), stream_config(session.spec).fps)
     label = "" if PRESETS[session.spec.preset].trained else " (untrained tiny preset)"
-    console.print(escape(f"wrote {path}: {writer.frames_written} frames, {session.head} chunks{label}; "
+    console.print(escape(f"wrote {path}: {written} frames, {session.head} chunks{label}; "
                          f"records in {session.path / LOG_FILE}"))
 
 

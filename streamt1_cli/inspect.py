@@ -17,7 +17,7 @@ from engine.errors import StreamT1Error
 from engine.models.presets import PRESETS
 from sessions.runner import final_beam, lineage, stream_config, video_frames
 from sessions.store import SPEC_FILE, STAGING_PREFIX, Session
-from sessions.video import Mp4Writer, frames_hwc
+from sessions.video import frames_hwc, write_mp4
 from streamt1_cli.common import chunks_for, console, fail
 
 stdout = Console()
@@ -60,9 +60,11 @@ def show(
     try:
         s = Session.open(path)
         chunks = [s.record(k) for k in range(s.head)]
-        lineage_ = lineage(s, final_beam(s), s.head) if s.head else []
+        final = final_beam(s) if s.head else None
+        lineage_ = lineage(s, final, s.head) if s.head else []
     except StreamT1Error as err:
         fail(str(err))
+    disk_bytes = s.disk_bytes()
     config = stream_config(s.spec)
     beams = len(chunks[-1]["beams"]) if chunks else (1 if s.spec.scaling is None else s.spec.scaling["top_k"])
     real_chunk = chunk_bytes_at("longlive", config, beams)
@@ -78,10 +80,10 @@ def show(
         "prompts": s.spec.prompts,
         "parent": s.spec.parent,
         "chunks": s.head,
-        "final_beam": final_beam(s) if s.head else None,
+        "final_beam": final,
         "lineage": lineage_,
-        "disk_bytes": s.disk_bytes(),
-        "disk_bytes_per_chunk": s.disk_bytes() / max(own_chunks, 1),  # a branch's own chunks only
+        "disk_bytes": disk_bytes,
+        "disk_bytes_per_chunk": disk_bytes / max(own_chunks, 1),  # a branch's own chunks only
         "real_size_bytes_per_chunk": real_chunk,
         "real_size_bytes_30s": chunks_30s * real_chunk,
         "records": chunks,
@@ -122,24 +124,27 @@ def export(
         s = Session.open(path)
         if s.head == 0:
             raise StreamT1Error(f"{path} has no committed chunk yet: nothing to export")
-        frames = video_frames(s, beam, upto)
     except StreamT1Error as err:
         fail(str(err))
+    # The target is checked before any chunk is read: a 30 s video is ~1 GB of stored frames.
     out_abs, session_abs = out.resolve(), s.path.resolve()
     if out_abs == session_abs or session_abs in out_abs.parents:
         fail(f"{out} is inside the session folder: export somewhere else")
     if not out_abs.parent.is_dir():
         fail(f"{out.parent} does not exist: create it first, or export elsewhere")
-    if out.suffix.lower() == ".mp4":
-        with Mp4Writer(out, stream_config(s.spec).fps) as writer:
-            for f in frames:
-                writer.append(f)
-        console.print(f"wrote {escape(str(out))}: {writer.frames_written} frames")
-        return
-    if out.suffix:
+    as_mp4 = out.suffix.lower() == ".mp4"
+    if out.suffix and not as_mp4:
         fail(f"{out}: give a path ending in .mp4, or a folder for PNG frames")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if not as_mp4 and out.exists() and (not out.is_dir() or any(out.iterdir())):
         fail(f"{out} exists and is not an empty folder: PNG frames go to a new or empty folder")
+    try:
+        frames = video_frames(s, beam, upto)
+    except StreamT1Error as err:
+        fail(str(err))
+    if as_mp4:
+        written = write_mp4(out, frames, stream_config(s.spec).fps)
+        console.print(f"wrote {escape(str(out))}: {written} frames")
+        return
     out.mkdir(exist_ok=True)
     n = 0
     for f in frames:
