@@ -184,7 +184,10 @@ def _load_strict(
             f"{path} holds {what} weights of other sizes (file vs model: {_first(wrong, 2)}): "
             f"it belongs to a different model; {_download_fix(path)}"
         )
-    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    # Fresh, owned tensors: file-backed (mmap) tensors are only 8-byte aligned, which sends CPU
+    # kernels down other paths (different rounding) and keeps the file's pages pinned to the model.
+    state = {k: torch.empty(v.shape, dtype=dtype if v.is_floating_point() else v.dtype).copy_(v)
+             for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
     return model.eval().requires_grad_(False)
 
