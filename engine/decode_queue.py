@@ -1,6 +1,7 @@
-"""VAE decoding off the critical path: on CUDA, a chunk's decode runs on a side stream while the
+"""VAE decoding off the critical path: on CUDA, a chunk's decode can run on a side stream while the
 next chunk denoises on the main stream (the decoder's conv/elementwise work overlaps the
-transformer's matmuls). On CPU it decodes in place. Frames are fetched when asked for."""
+transformer's matmuls). On CPU, or when the frames are needed at once (rewards), it decodes in
+place. Each decode continues a given decoder state, a value, so beams never share a mutable cache."""
 
 from __future__ import annotations
 
@@ -9,56 +10,66 @@ import time
 import torch
 from torch import Tensor
 
-from engine.models.vae_stream import StreamingVaeDecoder
+from engine.frames import to_uint8
+from engine.models.vae_stream import DecoderState, StreamingVaeDecoder
 
 
 class PendingFrames:
-    """Decoded frames of one chunk, available once the decode finished; `seconds` is its GPU time."""
+    """Decoded frames [B, 3, F, H, W] of a chunk, available once the decode has finished."""
 
-    def __init__(self, frames: Tensor, done: torch.cuda.Event | None, start: torch.cuda.Event | None,
-                 seconds: float | None = None) -> None:
-        self._frames, self._done, self._start = frames, done, start
-        self._seconds = seconds
-        self._cpu: Tensor | None = None
+    def __init__(self, frames: Tensor, done: torch.cuda.Event | None = None,
+                 start: torch.cuda.Event | None = None, seconds: float | None = None) -> None:
+        self._frames, self._done, self._start, self._seconds = frames, done, start, seconds
 
-    def result(self) -> Tensor:
-        """[B, 3, F, H, W] float32 on the CPU (waits for the decode)."""
-        if self._cpu is None:
-            if self._done is not None:
-                self._done.synchronize()
-            self._cpu = self._frames.cpu()
-            self._frames = None
-        return self._cpu
+    def on_device(self) -> Tensor:
+        """Float frames in [-1, 1] on the decode's device (waits for the decode)."""
+        if self._done is not None:
+            self._done.synchronize()
+        return self._frames
+
+    def uint8(self) -> Tensor:
+        """uint8 frames on the CPU, as the store and the video files hold them."""
+        return to_uint8(self.on_device())
 
     @property
     def seconds(self) -> float:
+        """The decode's own time (GPU time on CUDA)."""
         if self._seconds is None:
-            self.result()
+            self.on_device()
             self._seconds = self._start.elapsed_time(self._done) / 1000.0
         return self._seconds
 
 
 class DecodeQueue:
-    """Submits chunk latents to a streaming decoder, asynchronously where the device allows."""
+    """Runs decodes on a side CUDA stream (`overlap`) or in place."""
 
-    def __init__(self, decoder: StreamingVaeDecoder, device: torch.device, overlap: bool = True) -> None:
+    def __init__(self, decoder: StreamingVaeDecoder, device: torch.device) -> None:
         self.decoder = decoder
         self.device = device
-        self.side_stream = torch.cuda.Stream(device) if overlap and device.type == "cuda" else None
+        self.side_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
 
-    def submit(self, latents: Tensor) -> PendingFrames:
+    def decode(self, latents: Tensor, state: DecoderState | None, overlap: bool) -> tuple[PendingFrames, DecoderState]:
+        """Decode `latents` [B, z, F, h, w] continuing `state` (None: a new video of B rows)."""
+        decoder = self.decoder
         if self.device.type != "cuda":
             start = time.perf_counter()
-            frames = self.decoder.decode_chunk(latents)
-            return PendingFrames(frames, None, None, time.perf_counter() - start)
+            frames = self._decode(latents, state)
+            return PendingFrames(frames, seconds=time.perf_counter() - start), decoder.state()
         start, done = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         main = torch.cuda.current_stream(self.device)
-        stream = self.side_stream or main
+        stream = self.side_stream if overlap else main
         if stream is not main:
             stream.wait_stream(main)
             latents.record_stream(stream)
         with torch.cuda.stream(stream):
             start.record()
-            frames = self.decoder.decode_chunk(latents)
+            frames = self._decode(latents, state)
             done.record()
-        return PendingFrames(frames, done, start)
+        return PendingFrames(frames, done, start), decoder.state()
+
+    def _decode(self, latents: Tensor, state: DecoderState | None) -> Tensor:
+        if state is None:
+            self.decoder.reset(latents.shape[0])
+        else:
+            self.decoder.load_state(state)
+        return self.decoder.decode_chunk(latents)

@@ -1,43 +1,37 @@
-"""The chunk loop: prompt + stream state -> next chunk (noise -> 4-step denoise -> cache write ->
-decode, the decode overlapping the next chunk on CUDA). This is plain LongLive streaming; test-time
-scaling builds on the same pieces."""
+"""THE chunk loop, one for plain LongLive (N = 1) and Stream-T1, for sessions and benchmarks alike.
+
+One chunk: the prompt in force -> candidates (noise propagation from each surviving beam) -> each
+beam's children denoise as one batch against that beam's cache (shared, never copied) -> decode ->
+short- and long-term rewards -> fused score -> global top-k -> the survivors alone run the clean
+cache-write forward -> evicted chunks are routed by their memory-sink flags -> a `ChunkOutput` for
+the store. Plain LongLive is the same loop with one candidate a chunk and no rewards; since nothing
+waits for its frames, its decode runs on a side CUDA stream, overlapping the next chunk.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
 
+from engine.beam import BeamState, ChunkLatents
 from engine.config import StreamConfig
 from engine.decode_queue import DecodeQueue, PendingFrames
-from engine.models.causal_wan import TextContext
+from engine.frames import from_uint8, to_uint8
+from engine.models.causal_wan import AttentionPrefix, TextContext
 from engine.models.factory import Models
-from engine.models.kv_cache import KVCache
-from engine.sampler import denoise_chunk, draw_noise, shifted_sigmas
-from engine.scaling.noise import plain_seed
+from engine.models.kv_cache import KVCache, SinkRoute
+from engine.models.vae_stream import DecoderState
+from engine.positions import PositionMode, RotaryLayout, rotary_layout
+from engine.records import BeamSummary, CandidateRecord, ChunkRecord, SinkEvent
+from engine.rewards.base import ClipScorer, FrameScorer
+from engine.sampler import denoise_chunk, shifted_sigmas
+from engine.scaling.config import ScalingConfig
+from engine.scaling.noise import child_seed, first_chunk_seed, plain_seed, propagate_noise
+from engine.scaling.pruning import fuse, fusion_alpha, select_top_k, short_term
+from engine.scaling.sinking import route_evicted, sink_flag
 from engine.timing import PhaseTimer
-
-
-@dataclass(frozen=True)
-class ChunkResult:
-    """One generated chunk: clean latents, its (possibly still decoding) frames, phase times."""
-
-    index: int
-    latents: Tensor  # [1, C, F, h, w] float32, on the model device
-    pending: PendingFrames
-    phase_seconds: dict[str, float]  # denoise, cache_write (main stream)
-
-    @property
-    def frames(self) -> Tensor:
-        """[1, 3, F_out, H, W] float32 in [-1, 1] on the CPU; waits for the decode."""
-        return self.pending.result()
-
-    @property
-    def seconds(self) -> dict[str, float]:
-        """Phase times including the decode's own (GPU) time; waits for the decode."""
-        return {**self.phase_seconds, "decode": self.pending.seconds}
 
 
 class PromptContexts:
@@ -59,76 +53,300 @@ class PromptContexts:
         return self._cache[prompt]
 
 
-def latent_chunk_shape(models: Models, config: StreamConfig) -> tuple[int, int, int, int]:
-    """[C, F, h, w] of one chunk's latents."""
-    p = models.preset
-    return (p.transformer["in_channels"], config.chunk_frames, p.latent_height, p.latent_width)
+@dataclass(frozen=True)
+class ChunkOutput:
+    """One committed-to-be chunk: its record and each surviving beam's data, in beam order."""
+
+    record: ChunkRecord
+    latents: Tensor  # [beams, C, F, h, w] float32 CPU
+    noise: Tensor  # [beams, C, F, h, w] float32 CPU
+    frames: PendingFrames  # [beams, 3, F, H, W]; plain LongLive's may still be decoding
+
+    def timed_record(self) -> ChunkRecord:
+        """The record with the decode's own time, known once its frames are (plain LongLive decodes
+        beside the next chunk, outside the loop's phases)."""
+        if "decode" in self.record.seconds:
+            return self.record
+        return replace(self.record, seconds={**self.record.seconds, "decode": self.frames.seconds})
 
 
-class StreamGenerator:
-    """Generates a video chunk by chunk with a rolling KV cache and a streaming VAE decoder."""
+@dataclass(frozen=True)
+class LoopState:
+    """Everything the loop carries from one chunk to the next: what a snapshot stores."""
 
-    def __init__(self, models: Models, config: StreamConfig, seed: int, overlap_decode: bool = True) -> None:
-        self.models = models
-        self.config = config
+    chunk: int
+    beams: tuple[BeamState, ...]
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    parent: int | None
+    child: int
+    seed: int
+    generator: torch.Generator
+    noise: Tensor  # x_init, [C, F, h, w] CPU
+
+
+class ChunkLoop:
+    """Generates chunks; `beams` are the survivors, best fused score first.
+
+    With `scaling=None` it is plain LongLive (one candidate a chunk, fresh noise per chunk, no
+    rewards, FIFO eviction). The prompt schedule maps a first chunk to its prompt; at a switch
+    every beam's window is re-cached under the new prompt (LongLive's KV re-cache). `restore`
+    replays a stored chunk, `state`/`load` move the whole state in and out (snapshots).
+    """
+
+    def __init__(self, models: Models, config: StreamConfig, scaling: ScalingConfig | None,
+                 scorers: tuple[FrameScorer, ClipScorer] | None, seed: int, prompts: dict[int, str],
+                 positions: PositionMode = PositionMode.AUTO) -> None:
+        if (scaling is None) != (scorers is None):
+            raise ValueError("scaling and scorers go together")
+        if 0 not in prompts:
+            raise ValueError("the prompt schedule needs a prompt for chunk 0")
+        self.models, self.config, self.scaling, self.positions = models, config, scaling, positions
+        self.short_scorer, self.long_scorer = scorers if scorers else (None, None)
         self.seed = seed
+        self.schedule = dict(prompts)
         self.sigmas = shifted_sigmas(config.timesteps, config.shift)
-        self.cache = KVCache()
-        self.chunk = 0
+        self.prompts = PromptContexts(models)
         self.timer = PhaseTimer(models.device)
-        self._text: TextContext | None = None
-        self._prompts = PromptContexts(models)
-        models.decoder.reset(1)
-        self.decodes = DecodeQueue(models.decoder, models.device, overlap_decode)
+        self.decodes = DecodeQueue(models.decoder, models.device)
+        self.beams: list[BeamState] = []
+        self.chunk = 0
 
-    def set_prompt(self, prompt: str) -> None:
-        """Prompt for the chunks from now on (its cross-attention K/V are computed once)."""
-        self._text = self._prompts.get(prompt)
+    def prompt_at(self, chunk: int) -> str:
+        return self.schedule[max(k for k in self.schedule if k <= chunk)]
 
-    def set_text_states(self, text_states: Tensor) -> None:
-        """Use precomputed text encoder states [1, text_len, text_dim] (benchmarks without UMT5)."""
-        self._prompts.add_states("", text_states)
-        self._text = self._prompts.get("")
+    @property
+    def reward_chunks(self) -> int:
+        """Earlier chunks of a beam that the long-term reward scores with a candidate."""
+        return 0 if self.scaling is None else self.scaling.window_chunks - 1
 
     @property
     def latent_shape(self) -> tuple[int, int, int, int]:
-        return latent_chunk_shape(self.models, self.config)
+        """[C, F, h, w] of one chunk's latents."""
+        p = self.models.preset
+        return (p.transformer["in_channels"], self.config.chunk_frames, p.latent_height, p.latent_width)
+
+    # --- state ---------------------------------------------------------------------------------------
+    def state(self) -> LoopState:
+        return LoopState(self.chunk, tuple(self.beams))
+
+    def load(self, state: LoopState) -> None:
+        self.chunk, self.beams = state.chunk, list(state.beams)
+
+    # --- positions and attention prefixes ------------------------------------------------------------
+    def _layout(self, cache: KVCache, start_frame: int) -> RotaryLayout:
+        return rotary_layout(self.positions, cache, start_frame, self.config.chunk_frames,
+                             self.models.transformer.table_frames)
+
+    def _prefix(self, cache: KVCache, layout: RotaryLayout) -> AttentionPrefix | None:
+        model, preset = self.models.transformer, self.models.preset
+        return model.build_prefix(cache, *model.grid(preset.latent_height, preset.latent_width), layout.segments)
+
+    # --- one chunk -----------------------------------------------------------------------------------
+    def _candidates(self) -> list[_Candidate]:
+        sc = self.scaling
+        if sc is None:
+            specs = [(0 if self.beams else None, 0, plain_seed(self.seed, self.chunk))]
+        elif not self.beams:
+            specs = [(None, i, first_chunk_seed(self.seed, i)) for i in range(sc.candidates)]
+        else:
+            specs = [(b, c, child_seed(self.seed, self.chunk, b, c, beam.seed))
+                     for b, beam in enumerate(self.beams) for c in range(sc.beam_size)]
+        out = []
+        for parent, child, seed in specs:
+            gen = torch.Generator().manual_seed(seed)
+            eps = torch.randn(self.latent_shape, generator=gen)
+            parent_noise = None if parent is None or sc is None else self.beams[parent].noise
+            sigma = 0.0 if sc is None else sc.noise_sigma
+            out.append(_Candidate(parent, child, seed, gen, propagate_noise(parent_noise, eps, sigma)))
+        return out
+
+    def _extend(self, parent: BeamState | None, candidate: int, seed: int, noise: Tensor, latents: Tensor,
+                cpu_latents: Tensor, frames: Tensor | None, decoder_state: DecoderState, short: float, long: float,
+                flag: SinkRoute, prefix: AttentionPrefix | None, layout: RotaryLayout, text: TextContext) -> BeamState:
+        """A survivor: its clean cache-write forward, the push into its parent's cache and the
+        routing of what that evicts. Shared by generation and by `restore`. `latents` [1, C, F, h, w]
+        on the device, `cpu_latents` [C, F, h, w] their float32 CPU copy, `frames` uint8 or None."""
+        model, cfg = self.models.transformer, self.config
+        start = cfg.start_frame(self.chunk)
+        zero_t = torch.zeros(1, device=self.models.device)
+        _, segment = model.forward_chunk(latents, zero_t, start, text, prefix, capture_kv=True, position=layout.chunk)
+        cache, evicted = (parent.cache if parent else KVCache()).push(replace(segment, route=flag), cfg)
+        events: list[tuple[int, SinkRoute]] = []
+        if self.scaling is not None:
+            cache, events = route_evicted(cache, evicted, self.scaling.max_sink_frames, self.scaling.ema_alpha)
+        base = parent or BeamState(cache=KVCache(), decoder=decoder_state, noise=noise, seed=seed, short_sum=0.0,
+                                   short_count=0, last_long=None, window_latents=(), reward_frames=(),
+                                   candidate=candidate)
+        return base.grown(cache, decoder_state, noise, seed, short, long, ChunkLatents(start, cpu_latents), frames,
+                          self.reward_chunks, candidate, [SinkEvent(f, r.value) for f, r in events])
+
+    def _switch_prompt_if_due(self) -> None:
+        """At a prompt switch, re-cache every beam's window under the new prompt (LongLive's KV
+        re-cache): the window chunks' clean latents re-run at t=0, block-causally, after the sink,
+        which keeps its K/V (LongLive's global sink)."""
+        if self.chunk == 0 or self.chunk not in self.schedule or self.prompt_at(self.chunk - 1) == self.schedule[self.chunk]:
+            return
+        text = self.prompts.get(self.schedule[self.chunk])
+        self.beams = [replace(beam, cache=self.recache_window(beam, text)) for beam in self.beams]
+
+    def recache_window(self, beam: BeamState, text: TextContext) -> KVCache:
+        """The beam's cache with its window chunks re-run at t=0 under `text`, oldest first, each
+        attending to the kept sink and the chunks re-cached before it (block-causal)."""
+        cache = KVCache(sink=beam.cache.sink)
+        zero_t = torch.zeros(1, device=self.models.device)
+        for segment in beam.cache.window:
+            latents = beam.latents_at(segment.start_frame)[None].to(self.models.device)
+            layout = self._layout(cache, segment.start_frame)
+            _, fresh = self.models.transformer.forward_chunk(latents, zero_t, segment.start_frame, text,
+                                                             self._prefix(cache, layout), capture_kv=True,
+                                                             position=layout.chunk)
+            cache = replace(cache, window=cache.window + (replace(fresh, route=segment.route),))
+        return cache
 
     @torch.no_grad()
-    def step(self) -> ChunkResult:
-        """Generate, cache and decode the next chunk."""
-        if self._text is None:
-            raise RuntimeError("set a prompt before generating")
+    def step(self) -> ChunkOutput:
+        cfg, sc, timer = self.config, self.scaling, self.timer
         model, device = self.models.transformer, self.models.device
-        start = self.config.start_frame(self.chunk)
-        grid = model.grid(*self.latent_shape[2:])
-        generator = torch.Generator().manual_seed(plain_seed(self.seed, self.chunk))
-        timer = self.timer
+        with timer.phase("recache"):
+            self._switch_prompt_if_due()
+        prompt = self.prompt_at(self.chunk)
+        text = self.prompts.get(prompt)
+        start = cfg.start_frame(self.chunk)
+        candidates = self._candidates()
+        groups: dict[int | None, list[int]] = {}
+        for i, cand in enumerate(candidates):
+            groups.setdefault(cand.parent, []).append(i)
 
-        with timer.phase("denoise"):
-            prefix = model.build_prefix(self.cache, *grid)
-            x_init = draw_noise([generator], self.latent_shape, device)
+        latents: list[Tensor] = [torch.empty(0)] * len(candidates)
+        contexts: dict[int | None, tuple[AttentionPrefix | None, RotaryLayout]] = {}
+        for parent, idx in groups.items():
+            with timer.phase("denoise"):
+                cache = KVCache() if parent is None else self.beams[parent].cache
+                layout = self._layout(cache, start)
+                prefix = self._prefix(cache, layout)
+                contexts[parent] = (prefix, layout)
+                x_init = torch.stack([candidates[i].noise for i in idx]).to(device)
 
-            def flow(x: Tensor, t: Tensor) -> Tensor:
-                return model.forward_chunk(x, t, start, self._text, prefix)[0]
+                def flow(x: Tensor, t: Tensor, prefix=prefix, position=layout.chunk) -> Tensor:
+                    return model.forward_chunk(x, t, start, text, prefix, position=position)[0]
 
-            latents = denoise_chunk(flow, x_init, self.sigmas, [generator])
-        with timer.phase("cache_write"):
-            zero_t = torch.zeros(1, device=device)
-            _, segment = model.forward_chunk(latents, zero_t, start, self._text, prefix, capture_kv=True)
-            self.cache, _ = self.cache.push(segment, self.config)
-        result = ChunkResult(self.chunk, latents, self.decodes.submit(latents), timer.take())
+                group_latents = denoise_chunk(flow, x_init, self.sigmas, [candidates[i].generator for i in idx])
+            for row, i in enumerate(idx):
+                latents[i] = group_latents[row : row + 1]
+
+        if sc is None:
+            output = self._commit_plain(candidates[0], latents[0], contexts, text, prompt, start)
+        else:
+            output = self._commit_scaled(candidates, latents, contexts, groups, text, prompt, start)
         self.chunk += 1
-        return result
+        return output
 
-    def stream(self, num_chunks: int) -> Iterator[ChunkResult]:
-        """Yield `num_chunks` chunks, each once the NEXT one is queued, so its decode overlaps the
-        next chunk's denoising; the caller reads `frames` without stalling the GPU."""
-        pending: ChunkResult | None = None
-        for _ in range(num_chunks):
-            chunk = self.step()
-            if pending is not None:
-                yield pending
-            pending = chunk
-        if pending is not None:
-            yield pending
+    def _commit_plain(self, cand: _Candidate, latents: Tensor, contexts, text: TextContext, prompt: str,
+                      start: int) -> ChunkOutput:
+        """Plain LongLive: cache write, then a decode that nothing here waits for."""
+        parent = self.beams[0] if self.beams else None
+        pending, state = self.decodes.decode(latents, None if parent is None else parent.decoder, overlap=True)
+        cpu_latents = latents.float().cpu()
+        with self.timer.phase("cache_write"):
+            beam = self._extend(parent, 0, cand.seed, cand.noise, latents, cpu_latents[0], None, state, 0.0, 0.0,
+                                SinkRoute.DISCARD, *contexts[cand.parent], text)
+        self.beams = [beam]
+        record = ChunkRecord(self.chunk, start, 0.0, prompt,
+                             [CandidateRecord(0, cand.parent, 0, cand.seed, 0.0, 0.0, 0.0, True, SinkRoute.DISCARD.value)],
+                             self._beam_summaries(), self.timer.take())
+        return ChunkOutput(record, cpu_latents, cand.noise[None], pending)
+
+    def _commit_scaled(self, candidates: list[_Candidate], latents: list[Tensor], contexts, groups,
+                       text: TextContext, prompt: str, start: int) -> ChunkOutput:
+        """Stream-T1: decode every candidate, score, keep the global top-k, write the survivors."""
+        cfg, sc, timer, device = self.config, self.scaling, self.timer, self.models.device
+        with timer.phase("decode"):
+            decoded = []
+            for i, c in enumerate(candidates):
+                pending, state = self.decodes.decode(
+                    latents[i], None if c.parent is None else self.beams[c.parent].decoder, overlap=False)
+                decoded.append((pending.on_device()[0], state))
+        frames = [f for f, _ in decoded]
+        with timer.phase("short_reward"):
+            per_frame = self.short_scorer.score_frames(torch.stack(frames).transpose(1, 2).flatten(0, 1), prompt)
+            shorts = short_term(per_frame.cpu(), frames[0].shape[1])
+        with timer.phase("long_reward"):
+            pasts = {parent: self._reward_past(parent, device) for parent in groups}  # once per beam
+            clips = torch.stack([torch.cat((pasts[c.parent], frames[i]), dim=1) for i, c in enumerate(candidates)])
+            longs = self.long_scorer.score_clips(clips, prompt, cfg.fps).overall.float().cpu()
+        alpha = fusion_alpha(start, sc.horizon_frames, cfg.chunk_frames, sc.fusion_cap)
+        fused = fuse(shorts, longs, alpha)
+        kept = select_top_k(fused, sc.top_k)
+
+        flags: dict[int, SinkRoute] = {}
+        new_beams = []
+        cpu_latents = {i: latents[i][0].float().cpu() for i in kept}
+        kept_frames = {i: to_uint8(frames[i]) for i in kept}
+        with timer.phase("cache_write"):
+            for i in kept:
+                cand = candidates[i]
+                parent = None if cand.parent is None else self.beams[cand.parent]
+                flags[i] = SinkRoute.DISCARD if parent is None else sink_flag(
+                    float(shorts[i]), parent.earlier_short_mean, float(longs[i]), parent.last_long,
+                    sc.short_threshold, sc.long_threshold)
+                new_beams.append(self._extend(parent, i, cand.seed, cand.noise, latents[i], cpu_latents[i],
+                                              kept_frames[i], decoded[i][1], float(shorts[i]), float(longs[i]),
+                                              flags[i], *contexts[cand.parent], text))
+        self.beams = new_beams
+        record = ChunkRecord(
+            chunk=self.chunk, start_frame=start, alpha=alpha, prompt=prompt,
+            candidates=[
+                CandidateRecord(i, c.parent, c.child, c.seed, float(shorts[i]), float(longs[i]), float(fused[i]),
+                                i in flags, flags[i].value if i in flags else None)
+                for i, c in enumerate(candidates)
+            ],
+            beams=self._beam_summaries(),
+            seconds=timer.take(),
+        )
+        return ChunkOutput(record, torch.stack([cpu_latents[i] for i in kept]),
+                           torch.stack([candidates[i].noise for i in kept]),
+                           PendingFrames(torch.stack([kept_frames[i] for i in kept])))
+
+    def _beam_summaries(self) -> list[BeamSummary]:
+        return [BeamSummary(b.candidate, b.cache.sink_frames, b.last_sink_event) for b in self.beams]
+
+    def _reward_past(self, parent: int | None, device: torch.device) -> Tensor:
+        """The parent's last `window_chunks - 1` chunks as float frames [3, F, H, W] (F may be 0):
+        the long-term reward scores them followed by the candidate's chunk."""
+        history = () if parent is None else self.beams[parent].reward_frames
+        p = self.models.preset
+        empty = torch.empty(3, 0, p.height, p.width, device=device)
+        return torch.cat([empty, *(from_uint8(f, device) for f in history)], dim=1)
+
+    # --- replay --------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def restore(self, record: ChunkRecord, latents: Tensor, noise: Tensor) -> None:
+        """Replay one committed chunk from its record and its survivors' `latents` and `noise`
+        [beams, C, F, h, w]. Runs exactly the survivors' cache writes and decodes of the original
+        run (same inputs and shapes), so the state equals the uninterrupted run's."""
+        if record.chunk != self.chunk:
+            raise ValueError(f"restoring chunk {record.chunk} at chunk {self.chunk}")
+        self._switch_prompt_if_due()
+        text = self.prompts.get(self.prompt_at(self.chunk))
+        start = self.config.start_frame(self.chunk)
+        contexts: dict[int | None, tuple[AttentionPrefix | None, RotaryLayout]] = {}
+        new_beams = []
+        for b, summary in enumerate(record.beams):
+            cand = record.candidates[summary.candidate]
+            parent = None if cand.parent is None else self.beams[cand.parent]
+            if cand.parent not in contexts:
+                cache = KVCache() if parent is None else parent.cache
+                layout = self._layout(cache, start)
+                contexts[cand.parent] = (self._prefix(cache, layout), layout)
+            lat = latents[b : b + 1].to(self.models.device)
+            pending, state = self.decodes.decode(lat, None if parent is None else parent.decoder,
+                                                 overlap=self.scaling is None)
+            frames = None if self.scaling is None else to_uint8(pending.on_device()[0])
+            new_beams.append(self._extend(parent, summary.candidate, cand.seed, noise[b], lat, latents[b].float(),
+                                          frames, state, cand.short, cand.long, SinkRoute(cand.flag),
+                                          *contexts[cand.parent], text))
+        self.beams = new_beams
+        self.chunk += 1

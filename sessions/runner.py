@@ -1,29 +1,39 @@
-"""Runs a stream against a session: replay what is committed, generate and commit more, pick and
-export the final video. The only place where the engine's state meets the store."""
+"""Runs the chunk loop against a session: resume from the nearest snapshot (replaying at most M
+chunks), generate and commit more while settled chunks grow the live video, snapshot every M
+chunks and at the stop, pick the final beam and finish the video. The only place where the
+engine's state meets the store."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor
 
 from engine.config import StreamConfig
+from engine.frames import from_uint8
 from engine.models.factory import Models
+from engine.positions import PositionMode
+from engine.records import ChunkRecord
 from engine.rewards.base import ClipScorer, FrameScorer
 from engine.scaling.config import ScalingConfig
-from engine.scaling.search import BeamSearchStream, ChunkRecord
+from engine.stream import ChunkLoop, ChunkOutput, LoopState
+from sessions.growing_video import GrowingVideo, SettledChunks
+from sessions.lineage import lineage
+from sessions.snapshots import SnapshotWrite, read_snapshot, snapshot_heads, write_snapshot
 from sessions.store import Session, SessionError, SessionSpec
 
 FINAL_FILE = "final.json"
+FINAL_PICK_FRAMES = 480  # the final pick scores at most this many frames (30 s at 16 fps) of each beam
 
 
 def spec_for(preset: str, seed: int, config: StreamConfig, scaling: ScalingConfig | None,
-             rewards: tuple[str, str] | None, schedule: dict[int, str]) -> SessionSpec:
+             rewards: tuple[str, str] | None, schedule: dict[int, str],
+             positions: PositionMode = PositionMode.AUTO) -> SessionSpec:
     return SessionSpec(
         preset=preset, seed=seed,
         stream={"chunk_frames": config.chunk_frames, "sink_frames": config.sink_frames,
@@ -31,6 +41,7 @@ def spec_for(preset: str, seed: int, config: StreamConfig, scaling: ScalingConfi
         scaling=None if scaling is None else asdict(scaling),
         rewards=None if rewards is None else list(rewards),
         prompts=[{"from_chunk": k, "prompt": p} for k, p in sorted(schedule.items())],
+        positions=positions.value,
     )
 
 
@@ -48,65 +59,184 @@ def scaling_config(spec: SessionSpec) -> ScalingConfig | None:
     return None if spec.scaling is None else ScalingConfig(**spec.scaling)
 
 
-def open_stream(spec: SessionSpec, models: Models, scorers: tuple[FrameScorer, ClipScorer] | None) -> BeamSearchStream:
-    return BeamSearchStream(models, stream_config(spec), scaling_config(spec), scorers, spec.seed, spec.schedule)
+def open_loop(spec: SessionSpec, models: Models, scorers: tuple[FrameScorer, ClipScorer] | None) -> ChunkLoop:
+    return ChunkLoop(models, stream_config(spec), scaling_config(spec), scorers, spec.seed, spec.schedule,
+                     PositionMode(spec.positions))
 
 
-def replay(stream: BeamSearchStream, session: Session, upto: int | None = None,
-           on_chunk: Callable[[int], None] | None = None) -> None:
-    """Rebuild the stream's exact state after the first `upto` (default: all) committed chunks."""
-    for stored in session.chunks(upto):
-        stream.restore(stored.record, stored.latents, stored.noise)
+# --- resuming ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Resumed:
+    """How a loop got to the session's head: the snapshot it loaded (None: from chunk 0), the
+    chunks it replayed, and the damaged snapshots it skipped (one line each)."""
+
+    snapshot: int | None
+    replayed: int
+    skipped: list[str]
+
+
+def _snapshots_below(session: Session, upto: int) -> Iterator[tuple[Session, int]]:
+    """(owner, head) of every snapshot usable at `upto`, newest first: the session's own, then,
+    for a branch, its parent's at or below the branch point."""
+    for head in snapshot_heads(session):
+        if head <= upto and (session.spec.parent is None or head >= session.spec.parent["at"]):
+            yield session, head
+    if session.spec.parent is not None:
+        yield from _snapshots_below(session.parent, min(upto, session.spec.parent["at"]))
+
+
+def resume(loop: ChunkLoop, session: Session, upto: int | None = None,
+           on_chunk: Callable[[int], None] | None = None) -> Resumed:
+    """Bring `loop` to the state after the first `upto` (default: all) committed chunks: load the
+    newest intact snapshot at or below it and replay the chunks after it."""
+    upto = session.head if upto is None else upto
+    skipped, start = [], None
+    for owner, head in _snapshots_below(session, upto):
+        try:
+            loop.load(read_snapshot(owner, head, loop.models.device))
+            start = head
+            break
+        except SessionError as err:
+            skipped.append(f"{err}: falling back to an older snapshot or to replay")
+    for k in range(0 if start is None else start, upto):
+        stored = session.chunk(k)
+        loop.restore(ChunkRecord.from_json(stored.record), stored.latents, stored.noise)
         if on_chunk:
-            on_chunk(stored.record["chunk"])
+            on_chunk(k)
+    return Resumed(start, upto - (start or 0), skipped)
 
 
-def generate(stream: BeamSearchStream, session: Session, num_chunks: int,
-             on_record: Callable[[ChunkRecord], None],
-             after_commit: Callable[[dict], None] | None = None) -> None:
+# --- generating --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SnapshotPolicy:
+    every: int  # chunks between snapshots (M)
+    keep: int  # newest snapshots kept
+
+
+class _Snapshotter:
+    """Writes snapshots on their own thread (a snapshot may be many GB; commits must not wait for
+    it), one at a time, copying GPU tensors on a side stream."""
+
+    def __init__(self, session: Session, policy: SnapshotPolicy, device: torch.device) -> None:
+        self.session, self.policy = session, policy
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-writer")
+        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self._device = device
+        self._pending: Future | None = None
+        self.written: list[SnapshotWrite] = []
+
+    def submit(self, state: LoopState, ready: Callable[[], None]) -> None:
+        """Snapshot `state` once `ready()` says its tensors are computed."""
+        self.wait()
+        event = None
+        if self._device.type == "cuda":
+            event = torch.cuda.Event()
+            event.record(torch.cuda.current_stream(self._device))
+        self._pending = self._pool.submit(self._write, state, ready, event)
+
+    def _write(self, state: LoopState, ready: Callable[[], None], event) -> None:
+        ready()
+        if event is not None:
+            event.synchronize()
+            with torch.cuda.stream(self._stream):
+                self.written.append(write_snapshot(self.session, state, self.policy.keep))
+        else:
+            self.written.append(write_snapshot(self.session, state, self.policy.keep))
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+def generate(loop: ChunkLoop, session: Session, num_chunks: int, on_record: Callable[[ChunkRecord], None],
+             after_commit: Callable[[ChunkRecord], None] | None = None, snapshots: SnapshotPolicy | None = None,
+             video: GrowingVideo | None = None, settled: SettledChunks | None = None) -> list[SnapshotWrite]:
     """Generate `num_chunks` chunks; a background thread commits each (whole or not at all, in
-    order) while the next one generates. `record.seconds["commit_wait"]` is how long generation
-    waited on the disk; `after_commit(stored_record)` runs in the writer right after a chunk is
-    committed. Leaving this function (even by Ctrl-C) first finishes the writes already queued."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="session-writer") as writer:
-        queued: list[Future] = []
-        for _ in range(num_chunks):
-            record = stream.step()
-            payload = record.to_json()
-            payload["prompt"] = stream.prompt_at(record.chunk)
-            latents = torch.stack([b.latents[-1] for b in stream.beams])
-            noise = torch.stack([b.noise for b in stream.beams])
-            frames = torch.stack([b.frames[-1] for b in stream.beams])
-            started = time.perf_counter()
-            for done in [f for f in queued if f.done()]:
-                done.result()  # a failed write stops the run here, with the session at its last whole chunk
-                queued.remove(done)
-            if len(queued) > 1:  # never run more than one chunk ahead of the disk
-                queued.pop(0).result()
-            record.seconds["commit_wait"] = time.perf_counter() - started
-            queued.append(writer.submit(_commit, session, payload, latents, noise, frames, after_commit))
-            on_record(record)
-        for future in queued:
-            future.result()
-
-
-def _commit(session: Session, payload: dict, latents: Tensor, noise: Tensor, frames: Tensor,
-            after_commit: Callable[[dict], None] | None) -> None:
+    order) while the next one generates, then runs `after_commit(record)` and grows the live video.
+    Every `snapshots.every` chunks, and when leaving (even by Ctrl-C), the state goes to a snapshot.
+    `record.seconds["commit_wait"]` is how long generation waited on the disk."""
+    snapshotter = None if snapshots is None else _Snapshotter(session, snapshots, loop.models.device)
+    committed: tuple[LoopState, ChunkOutput] | None = None
     try:
-        session.commit(payload, latents, noise, frames)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="session-writer") as writer:
+            queued: list[Future] = []
+            for _ in range(num_chunks):
+                output = loop.step()
+                after = loop.state()
+                started = time.perf_counter()
+                for done in [f for f in queued if f.done()]:
+                    done.result()  # a failed write stops the run here, with the session at its last whole chunk
+                    queued.remove(done)
+                if len(queued) > 1:  # never run more than one chunk ahead of the disk
+                    queued.pop(0).result()
+                output.record.seconds["commit_wait"] = time.perf_counter() - started
+                queued.append(writer.submit(_commit, session, output, after_commit, video, settled))
+                committed = (after, output)
+                if snapshotter is not None and after.chunk % snapshots.every == 0:
+                    snapshotter.submit(after, output.frames.on_device)
+                on_record(output.record)
+            for future in queued:
+                future.result()
+    finally:
+        if snapshotter is not None:
+            try:
+                if committed is not None and committed[0].chunk == session.head:
+                    snapshotter.submit(committed[0], committed[1].frames.on_device)
+            finally:
+                snapshotter.close()
+    return [] if snapshotter is None else snapshotter.written
+
+
+def _commit(session: Session, output: ChunkOutput, after_commit: Callable[[ChunkRecord], None] | None,
+            video: GrowingVideo | None, settled: SettledChunks | None) -> None:
+    """Write one chunk; chunks it settles go to the live video first, so HEAD never gets ahead of it."""
+    record = output.timed_record()
+    try:
+        frames = output.frames.uint8()
+        if video is not None and settled is not None:
+            video.append(settled.add(record), {record.chunk: frames})
+        session.commit(record.to_json(), output.latents, output.noise, frames)
         if after_commit is not None:
-            after_commit(payload)
+            after_commit(record)
     except OSError as exc:  # disk full, permissions, a vanished folder: the run stops at a whole chunk
-        raise SessionError(f"writing chunk {payload['chunk']} of {session.path} failed ({exc.strerror or exc}): "
+        raise SessionError(f"writing chunk {record.chunk} of {session.path} failed ({exc.strerror or exc}): "
                            f"it holds {session.head} whole chunks; fix that and `streamt1 continue` it") from exc
 
 
-def save_final_pick(stream: BeamSearchStream, session: Session) -> int:
-    """The reference's final pick (best surviving beam by the long-term scorer on the whole video)
-    for the current head; export reads it."""
-    beam = stream.best_beam_index()
+# --- the finished video ------------------------------------------------------------------------------
+def final_pick(session: Session, scorer: ClipScorer | None, device: torch.device) -> int:
+    """The reference's final pick: the surviving beam whose video the long-term scorer likes best.
+    Bounded: each beam's last FINAL_PICK_FRAMES frames (its whole video up to 30 s, as the
+    reference scores it) are read back from the store, one beam at a time."""
+    head = session.head
+    last = ChunkRecord.from_json(session.record(head - 1))
+    if len(last.beams) == 1 or scorer is None:
+        return 0
+    config = stream_config(session.spec)
+    scores = []
+    for beam in range(len(last.beams)):
+        chunks: list[Tensor] = []
+        frames = 0
+        for k, b in reversed(list(enumerate(lineage(session, beam, head)))):
+            if frames >= FINAL_PICK_FRAMES:
+                break
+            chunks.insert(0, session.chunk(k).frames[b])
+            frames += chunks[0].shape[1]
+        clip = from_uint8(torch.cat(chunks, dim=1)[:, -FINAL_PICK_FRAMES:], device)
+        scores.append(float(scorer.score_clips(clip[None], last.prompt, config.fps).overall.float()[0]))
+    return max(range(len(scores)), key=lambda i: (scores[i], -i))
+
+
+def save_final_pick(session: Session, beam: int) -> None:
+    """Record the final pick for the current head; export reads it."""
     (session.path / FINAL_FILE).write_text(json.dumps({"head": session.head, "beam": beam}))
-    return beam
 
 
 def final_beam(session: Session) -> int:
@@ -118,24 +248,11 @@ def final_beam(session: Session) -> int:
     return 0  # beams are stored best-fused first
 
 
-def lineage(session: Session, beam: int, upto: int) -> list[int]:
-    """Beam index at every chunk < upto of the lineage ending in `beam` at chunk upto - 1."""
-    last = session.record(upto - 1)
-    if not 0 <= beam < len(last["beams"]):
-        raise SessionError(f"--beam {beam} is out of range: chunk {upto - 1} of {session.path} has beams "
-                           f"0..{len(last['beams']) - 1}")
-    indices = [beam]
-    for k in range(upto - 1, 0, -1):
-        record = last if k == upto - 1 else session.record(k)
-        indices.insert(0, record["candidates"][record["beams"][indices[0]]["candidate"]]["parent"])
-    return indices
-
-
-def video_frames(session: Session, beam: int | None = None, upto: int | None = None) -> list[Tensor]:
-    """Stored uint8 frames [3, F, H, W] per chunk of one surviving beam's video at the head (default:
-    the final pick), optionally only its first `upto` chunks."""
+def video_frames(session: Session, beam: int | None = None, upto: int | None = None) -> Iterator[Tensor]:
+    """Stored uint8 frames [3, F, H, W], chunk by chunk (bounded memory), of one surviving beam's
+    video at the head (default: the final pick), optionally only its first `upto` chunks."""
     upto = session.head if upto is None else upto
     if not 1 <= upto <= session.head:
         raise SessionError(f"--upto {upto} is out of range: {session.path} has {session.head} chunks")
     beams = lineage(session, final_beam(session) if beam is None else beam, session.head)
-    return [session.chunk(k).frames[b] for k, b in enumerate(beams[:upto])]
+    return (session.chunk(k).frames[b] for k, b in enumerate(beams[:upto]))

@@ -33,6 +33,7 @@ from torch import Tensor
 from engine.config import StreamConfig
 from engine.errors import StreamT1Error
 from engine.models.presets import PRESETS
+from engine.positions import PositionMode
 from engine.scaling.config import ScalingConfig
 
 FORMAT = "streamt1-session"
@@ -57,6 +58,9 @@ class SessionSpec:
     rewards: list[str] | None = None  # [short, long] scorer names
     parent: dict[str, Any] | None = None  # {"path": ..., "at": K, "id": the parent's id}
     compute: dict[str, str] | None = None  # {"device": "cuda", "dtype": "bfloat16"} its chunks were made with
+    positions: str = "auto"  # rotary positions (engine.positions.PositionMode), fixed at creation
+    snapshot_every: int = 40  # chunks between state snapshots: `continue` replays at most this many
+    snapshots_kept: int = 2  # newest snapshots kept in the store
     id: str = ""  # set by Session.create; a branch checks that its parent is still this session
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -120,6 +124,11 @@ def _spec_problem(raw: dict[str, Any]) -> str | None:
     if compute is not None and not (isinstance(compute, dict) and set(compute) == {"device", "dtype"}
                                     and all(isinstance(v, str) for v in compute.values())):
         return "compute is not a {device, dtype} table"
+    if raw.get("positions", "auto") not in {m.value for m in PositionMode}:
+        return f"positions is not one of {[m.value for m in PositionMode]}"
+    for key in ("snapshot_every", "snapshots_kept"):
+        if key in raw and not (_is_int(raw[key]) and raw[key] >= 1):
+            return f"{key} is not a whole number >= 1"
     if not isinstance(raw.get("id"), str) or not raw["id"]:
         return "id is missing"
     return None

@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from engine.config import StreamConfig
 from engine.models.factory import MODEL_DIR_ENV
+from engine.positions import PositionMode
 
 console = Console(stderr=True)
 
@@ -42,6 +43,7 @@ ChunksOption = Annotated[Optional[int], typer.Option(help="Length to generate, i
 DeviceOption = Annotated[DeviceName, typer.Option(help="Where to run; auto picks cuda when available.")]
 DtypeOption = Annotated[DtypeName, typer.Option(help="Compute dtype; auto: bfloat16 on cuda, float32 on cpu.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No live view (logs, CI); records still go to chunks.jsonl.")]
+PositionsOption = Annotated[PositionMode, typer.Option(help="Rotary positions, fixed for the session: absolute (LongLive exactly; stops at the table's end, ~4 min 16 s), rebased (sink, window and chunk re-indexed every chunk: no length limit) or auto (absolute while it fits, then rebased).")]
 CompileOption = Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the transformer blocks on CUDA (+18% FPS on an H100; the first chunks are slower).")]
 
 

@@ -14,24 +14,28 @@ from rich.markup import escape
 
 from engine.config import StreamConfig
 from engine.errors import StreamT1Error
+from engine.positions import PositionMode
+from engine.records import ChunkRecord
 from engine.models.factory import load_models, tune_for_cuda
 from engine.models.presets import PRESETS
 from engine.rewards.registry import DEFAULT_REWARDS, LONG_REWARDS, SHORT_REWARDS, build_scorers, check_rewards
 from engine.scaling.config import ScalingConfig
 from sessions.records import ChunkLog
 from sessions.script import read_script
+from sessions.growing_video import VIDEO_FILE, rebuild_live_video
+from sessions.lineage import lineage
 from sessions.runner import (
-    compute_of, generate, open_stream, replay, save_final_pick, spec_for, stream_config, video_frames,
+    SnapshotPolicy, compute_of, final_pick, generate, open_loop, resume, save_final_pick, spec_for, stream_config,
 )
+from sessions.snapshots import remove_unfinished
 from sessions.store import Session, SessionSpec
-from sessions.video import write_mp4
 from streamt1_cli.common import (
-    ChunksOption, CompileOption, DeviceName, DeviceOption, DtypeName, DtypeOption, ModelDirOption, PresetName,
+    ChunksOption, CompileOption, PositionsOption, DeviceName, DeviceOption, DtypeName, DtypeOption, ModelDirOption, PresetName,
     QuietOption, SecondsOption, chunks_for, console, fail, resolve_device, resolve_dtype,
 )
 from streamt1_cli.view import UNTRAINED_LABEL, ScalingView
 
-VIDEO_FILE, LOG_FILE = "video.mp4", "chunks.jsonl"
+LOG_FILE = "chunks.jsonl"
 MAX_SEED = 2**62 - 1  # seeds derived per chunk and candidate stay inside torch's 64-bit range
 
 
@@ -83,44 +87,54 @@ def _run_locked(session: Session, num_chunks: int, model_dir: Path | None, dev: 
     scorers = None if spec.rewards is None else build_scorers(*spec.rewards, model_dir=model_dir, device=dev, dtype=dt)
     if dev.type == "cuda":
         tune_for_cuda(models, compile_blocks=compile_blocks)
-    stream = open_stream(spec, models, scorers)
+    loop = open_loop(spec, models, scorers)
     start = session.head
     here = compute_of(dev, dt)
     if start and spec.compute not in (None, here):
         made = f"{spec.compute['device']}/{spec.compute['dtype']}"
-        console.print(escape(f"note: {session.path} was made on {made}; continuing on {here['device']}/"
-                             f"{here['dtype']}, so the new chunks are not bitwise those of an unbroken run there"),
-                      highlight=False)
+        note(f"note: {session.path} was made on {made}; continuing on {here['device']}/{here['dtype']}, so the new "
+             "chunks are not bitwise those of an unbroken run there")
+    remove_unfinished(session)
     if start:
-        with console.status(f"replaying {start} committed chunks..."):
-            replay(stream, session)
+        with console.status(f"resuming at chunk {start}..."):
+            resumed = resume(loop, session)
+        for line in resumed.skipped:
+            note(f"note: {line}")
     if not preset.trained:
         console.print(UNTRAINED_LABEL)
     reprompted = None
-    if new_prompt is not None and new_prompt != stream.prompt_at(start):
+    if new_prompt is not None and new_prompt != loop.prompt_at(start):
         reprompted = spec.reprompted(start, new_prompt)
-        stream.schedule = reprompted.schedule
+        loop.schedule = reprompted.schedule
     names = ("none", "none") if scorers is None else (scorers[0].name, scorers[1].name)
     view = ScalingView(console, start + num_chunks, f"{spec.preset} {dev.type}", names, quiet, first_chunk=start)
 
-    def after_commit(stored: dict) -> None:
-        if reprompted is not None and stored["chunk"] == start:
+    def after_commit(record: ChunkRecord) -> None:
+        if reprompted is not None and record.chunk == start:
             session.spec = reprompted
             session.write_spec()  # a switch belongs to the session once its first chunk is committed
-        log.write(stored)
+        log.write(record.to_json())
 
-    with ChunkLog(session.path / LOG_FILE, (session.record(k) for k in range(start))) as log, view:
-        generate(stream, session, num_chunks, view.update, after_commit)
-    save_final_pick(stream, session)
-    write_video(session)
-
-
-def write_video(session: Session) -> None:
-    path = session.path / VIDEO_FILE
-    written = write_mp4(path, video_frames(session), stream_config(session.spec).fps)
-    label = "" if PRESETS[session.spec.preset].trained else " (untrained tiny preset)"
-    console.print(escape(f"wrote {path}: {written} frames, {session.head} chunks{label}; "
+    fps = stream_config(spec).fps
+    video, settled = rebuild_live_video(session, fps)
+    policy = SnapshotPolicy(spec.snapshot_every, spec.snapshots_kept)
+    try:
+        with ChunkLog(session.path / LOG_FILE, (session.record(k) for k in range(start))) as log, view:
+            generate(loop, session, num_chunks, view.update, after_commit, policy, video, settled)
+    except BaseException:
+        video.close()  # the live file keeps every settled chunk
+        raise
+    beam = final_pick(session, None if scorers is None else scorers[1], dev)
+    save_final_pick(session, beam)
+    tail = list(enumerate(lineage(session, beam, session.head)))[settled.settled:]
+    written = video.finish(tail)
+    label = "" if preset.trained else " (untrained tiny preset)"
+    console.print(escape(f"wrote {session.path / VIDEO_FILE}: {written} frames, {session.head} chunks{label}; "
                          f"records in {session.path / LOG_FILE}"))
+
+
+def note(text: str) -> None:
+    console.print(escape(text), highlight=False)
 
 
 STREAM_T1_OPTIONS = ("beam_size", "top_k", "noise_sigma", "short_threshold", "long_threshold", "fusion_cap",
@@ -142,6 +156,9 @@ def new(
     quiet: QuietOption = False,
     compile_blocks: CompileOption = True,
     no_scaling: Annotated[bool, typer.Option("--no-scaling", help="Plain LongLive: one candidate a chunk, no rewards.")] = False,
+    positions: PositionsOption = PositionMode.AUTO,
+    snapshot_every: Annotated[int, typer.Option(help="Chunks between state snapshots: `continue` replays at most this many (each snapshot is ~5 GB a beam at real size).")] = SessionSpec.snapshot_every,
+    keep_snapshots: Annotated[int, typer.Option(help="Newest state snapshots kept on disk.")] = SessionSpec.snapshots_kept,
     beam_size: Annotated[int, typer.Option(help="Children per surviving beam.", rich_help_panel="Stream-T1")] = 2,
     top_k: Annotated[int, typer.Option(help="Beams kept from each chunk's pool of beam_size x top_k candidates.", rich_help_panel="Stream-T1")] = 2,
     noise_sigma: Annotated[float, typer.Option(help="Noise propagation: weight of the parent's noise, in [-1, 1].", rich_help_panel="Stream-T1")] = -0.1,
@@ -181,7 +198,10 @@ def new(
             beam_size=beam_size, top_k=top_k, noise_sigma=noise_sigma, short_threshold=short_threshold,
             long_threshold=long_threshold, fusion_cap=fusion_cap, window_chunks=window_chunks,
             max_sink_frames=max_sink, horizon_frames=horizon)
-        spec = spec_for(preset.value, seed, config, scaling, None if no_scaling else rewards, schedule)
+        if snapshot_every < 1 or keep_snapshots < 1:
+            raise StreamT1Error(f"--snapshot-every and --keep-snapshots must be >= 1 (got {snapshot_every}, {keep_snapshots})")
+        spec = replace(spec_for(preset.value, seed, config, scaling, None if no_scaling else rewards, schedule, positions),
+                       snapshot_every=snapshot_every, snapshots_kept=keep_snapshots)
         load_check(spec, model_dir)
     except StreamT1Error as err:
         fail(str(err))
@@ -232,6 +252,7 @@ def branch(
     to: Annotated[Path, typer.Option("--to", help="Folder of the new session.")],
     prompt: Annotated[Optional[str], typer.Option(help="New prompt from chunk AT on, replacing the parent's later prompts (default: the parent's schedule).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="New seed for the chunks from AT on (default: the parent's).")] = None,
+    positions: Annotated[Optional[PositionMode], typer.Option(help="Only `auto`, to take an `absolute` session past the rotary table (the same positions for every chunk below it).")] = None,
     seconds: SecondsOption = None,
     chunks: ChunksOption = None,
     model_dir: ModelDirOption = None,
@@ -252,6 +273,11 @@ def branch(
             raise StreamT1Error(f"--at {at} is out of range: {path} has chunks 0..{parent.head - 1}, so "
                                 f"branch at 1..{parent.head}")
         spec = parent.spec if prompt is None else parent.spec.reprompted(at, prompt)
+        if positions is not None and positions.value != spec.positions:
+            if positions is not PositionMode.AUTO or spec.positions != PositionMode.ABSOLUTE.value:
+                raise StreamT1Error(f"--positions {positions.value}: a branch keeps its parent's positions "
+                                    f"({spec.positions}), except absolute -> auto, which is the same below the table")
+            spec = replace(spec, positions=positions.value)
         child = replace(spec, seed=spec.seed if seed is None else seed, compute=compute_of(dev, dt),
                         parent={"path": str(path.resolve()), "at": at, "id": parent.spec.id})
         num_chunks = chunks_for(seconds, chunks, stream_config(spec), first=False)

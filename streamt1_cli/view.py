@@ -9,7 +9,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from engine.scaling.search import ChunkRecord
+from engine.records import ChunkRecord
 
 UNTRAINED_LABEL = "[bold yellow]UNTRAINED[/] random-init weights (tiny preset): the video is noise-like by design"
 
@@ -58,8 +58,8 @@ class ScalingView:
         for col in ("beam", "candidate", "sink frames", "last sink action"):
             beams.add_column(col, justify="right")
         for b, beam in enumerate(record.beams):
-            event = beam["last_sink_event"]
-            action = "-" if event is None else f"{event['route']} (frame {event['start_frame']})"
-            beams.add_row(str(b), str(beam["candidate"]), str(beam["sink_frames"]), action)
+            event = beam.last_sink_event
+            action = "-" if event is None else f"{event.route} (frame {event.start_frame})"
+            beams.add_row(str(b), str(beam.candidate), str(beam.sink_frames), action)
         split = "  ".join(f"{k} {v * 1000:.0f}ms" for k, v in record.seconds.items())
         self._live.update(Group(header, cands, beams, Text(split, style="dim")))

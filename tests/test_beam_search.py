@@ -19,9 +19,8 @@ from engine.rewards.base import ClipScorer, FrameScorer
 from engine.rewards.proxies import SharpnessProxy, TemporalConsistencyProxy
 from engine.scaling.config import ScalingConfig
 from engine.scaling.pruning import fusion_alpha
-from engine.frames import from_uint8, to_uint8
-from engine.scaling.search import BeamSearchStream
-from engine.stream import StreamGenerator
+from engine.frames import from_uint8
+from engine.stream import ChunkLoop
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +28,21 @@ def models():
     return random_models(TINY, torch.device("cpu"), torch.float32)
 
 
-def search(models, seed: int, scaling: ScalingConfig | None = None) -> BeamSearchStream:
-    return BeamSearchStream(models, StreamConfig(), scaling or ScalingConfig(),
-                            (SharpnessProxy(), TemporalConsistencyProxy()), seed, {0: "a red fox"})
+def search(models, seed: int, scaling: ScalingConfig | None = None) -> ChunkLoop:
+    return ChunkLoop(models, StreamConfig(), scaling or ScalingConfig(),
+                     (SharpnessProxy(), TemporalConsistencyProxy()), seed, {0: "a red fox"})
+
+
+def final_videos(outputs) -> list[list[Tensor]]:
+    """Each surviving beam's whole video (uint8 frames per chunk), following the records back."""
+    videos = []
+    for beam in range(len(outputs[-1].record.beams)):
+        chunks, b = [], beam
+        for out in reversed(outputs):
+            chunks.insert(0, out.frames.uint8()[b])
+            b = out.record.parent_beam(b)
+        videos.append(chunks)
+    return videos
 
 
 
@@ -62,9 +73,9 @@ def test_batched_candidates_equal_each_alone(models):
 def test_survivors_alone_enter_the_cache(models):
     s = search(models, 5)
     for _ in range(3):
-        record = s.step()
+        record = s.step().record
         kept = [c.index for c in record.candidates if c.kept]
-        assert sorted(kept) == sorted(b.lineage[-1] for b in s.beams)
+        assert sorted(kept) == sorted(b.candidate for b in s.beams)
         assert len(kept) == s.scaling.top_k
     model = models.transformer
     text = s.prompts.get("a red fox")
@@ -73,7 +84,7 @@ def test_survivors_alone_enter_the_cache(models):
         newest = beam.cache.window[-1]
         parent_cache = KVCache(sink=beam.cache.sink, window=beam.cache.window[:-1])
         prefix = model.build_prefix(parent_cache, 4, 4)
-        _, expected = model.forward_chunk(beam.latents[-1][None], torch.zeros(1), newest.start_frame, text,
+        _, expected = model.forward_chunk(beam.latents_at(newest.start_frame)[None], torch.zeros(1), newest.start_frame, text,
                                           prefix, capture_kv=True)
         for got, want in zip(newest.keys, expected.keys):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
@@ -97,13 +108,14 @@ def test_appended_sink_attends_at_its_original_frames(models):
 def test_memory_sinking_changes_the_cache_when_flags_say_so(models):
     # thresholds that make every kept chunk (after the first) APPEND: sinks grow up to the cap
     s = search(models, 9, ScalingConfig(short_threshold=-1e9, long_threshold=-1e9, max_sink_frames=9))
+    routes = set()
     for _ in range(7):
-        s.step()
+        record = s.step().record
+        routes |= {b.last_sink_event.route for b in record.beams if b.last_sink_event is not None}
     beam = s.beams[0]
     assert [seg.start_frame for seg in beam.cache.sink][:3] == [0, 3, 6]
     assert beam.cache.sink_frames == 9  # capped at max_sink_frames; further APPENDs became EMA
-    routes = [route for _, route in beam.sink_events]
-    assert SinkRoute.APPEND in routes and SinkRoute.EMA in routes
+    assert {SinkRoute.APPEND.value, SinkRoute.EMA.value} <= routes
 
 
 def test_scaling_beats_plain_longlive_on_the_proxies(models):
@@ -113,14 +125,14 @@ def test_scaling_beats_plain_longlive_on_the_proxies(models):
     scaled, plain = [], []
     for seed in range(10):
         s = search(models, seed)
-        for _ in range(chunks):
-            s.step()
-        best = s.beams[s.best_beam_index()]
-        scaled.append(video_score([from_uint8(f, torch.device("cpu")) for f in best.frames], "a red fox",
+        videos = final_videos([s.step() for _ in range(chunks)])
+        # the final pick, as sessions make it for videos of up to 30 s: the long-term scorer on each whole video
+        clips = [torch.cat([from_uint8(f, torch.device("cpu")) for f in v], dim=1) for v in videos]
+        best = max(range(len(clips)), key=lambda i: (float(long.score_clips(clips[i][None], "a red fox", cfg.fps).overall[0]), -i))
+        scaled.append(video_score([from_uint8(f, torch.device("cpu")) for f in videos[best]], "a red fox",
                                   short, long, alpha, cfg.fps))
-        gen = StreamGenerator(models, cfg, seed)
-        gen.set_prompt("a red fox")
-        frames = [from_uint8(to_uint8(c.frames[0]), torch.device("cpu")) for c in gen.stream(chunks)]  # same quantization
+        gen = ChunkLoop(models, cfg, None, None, seed, {0: "a red fox"})
+        frames = [from_uint8(gen.step().frames.uint8()[0], torch.device("cpu")) for _ in range(chunks)]
         plain.append(video_score(frames, "a red fox", short, long, alpha, cfg.fps))
     mean_scaled, mean_plain = sum(scaled) / 10, sum(plain) / 10
     print(f"mean final fused proxy score: scaled {mean_scaled:.4f} vs plain {mean_plain:.4f}")

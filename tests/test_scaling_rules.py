@@ -52,10 +52,10 @@ def test_top_k_across_beams_is_global_and_stable():
 
 def test_sink_flags():
     kw = dict(short_threshold=0.0, long_threshold=0.2)
-    assert sink_flag(1.0, (0.5, 0.7), 2.0, 2.1, **kw) is SinkRoute.EMA  # short up, long drop 0.1
-    assert sink_flag(1.0, (0.5, 0.7), 2.0, 2.3, **kw) is SinkRoute.APPEND  # short up, long drop 0.3
-    assert sink_flag(0.5, (0.5, 0.7), 2.0, 2.0, **kw) is SinkRoute.DISCARD  # short down
-    assert sink_flag(1.0, (), 2.0, None, **kw) is SinkRoute.DISCARD  # chunk 0 has no history
+    assert sink_flag(1.0, 0.6, 2.0, 2.1, **kw) is SinkRoute.EMA  # short up, long drop 0.1
+    assert sink_flag(1.0, 0.6, 2.0, 2.3, **kw) is SinkRoute.APPEND  # short up, long drop 0.3
+    assert sink_flag(0.5, 0.6, 2.0, 2.0, **kw) is SinkRoute.DISCARD  # short down
+    assert sink_flag(1.0, None, 2.0, None, **kw) is SinkRoute.DISCARD  # chunk 0 has no history
 
 
 def segment(start: int, value: float, route=SinkRoute.DISCARD, layers: int = 2) -> CacheSegment:

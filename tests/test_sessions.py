@@ -22,7 +22,7 @@ from engine.models.kv_cache import KVCache
 from engine.models.presets import TINY
 from engine.rewards.proxies import SharpnessProxy, TemporalConsistencyProxy
 from engine.scaling.config import ScalingConfig
-from engine.scaling.search import BeamSearchStream, recache_window
+from engine.stream import ChunkLoop
 from sessions.store import FORMAT_VERSION, HEAD_FILE, SPEC_FILE, Session
 from streamt1_cli.app import app
 
@@ -99,8 +99,8 @@ def test_plain_sessions_resume_exactly(tmp_path: Path):
 def test_prompt_switch_recaches_exactly_the_window(tmp_path: Path):
     models = random_models(TINY, torch.device("cpu"), torch.float32)
     config = StreamConfig()
-    stream = BeamSearchStream(models, config, ScalingConfig(), (SharpnessProxy(), TemporalConsistencyProxy()), 4,
-                              {0: "a red fox", 5: "a blue bird"})
+    stream = ChunkLoop(models, config, ScalingConfig(), (SharpnessProxy(), TemporalConsistencyProxy()), 4,
+                       {0: "a red fox", 5: "a blue bird"})
     for _ in range(5):
         stream.step()
     before = stream.beams
@@ -112,10 +112,10 @@ def test_prompt_switch_recaches_exactly_the_window(tmp_path: Path):
     text = stream.prompts.get("a blue bird")
     assert [s.start_frame for s in beam.cache.window] == [9, 12]
     sink = KVCache(sink=beam.cache.sink)
-    _, c3 = model.forward_chunk(beam.latents[3][None], torch.zeros(1), 9, text, model.build_prefix(sink, 4, 4), True)
+    _, c3 = model.forward_chunk(beam.latents_at(9)[None], torch.zeros(1), 9, text, model.build_prefix(sink, 4, 4), True)
     with3 = KVCache(sink=beam.cache.sink, window=(c3,))
-    _, c4 = model.forward_chunk(beam.latents[4][None], torch.zeros(1), 12, text, model.build_prefix(with3, 4, 4), True)
-    recached = recache_window(models, config, beam, text)
+    _, c4 = model.forward_chunk(beam.latents_at(12)[None], torch.zeros(1), 12, text, model.build_prefix(with3, 4, 4), True)
+    recached = stream.recache_window(beam, text)
     assert recached.sink == beam.cache.sink  # the very same sink segments
     for got, want in zip(recached.window, (c3, c4)):
         assert got.start_frame == want.start_frame

@@ -1,4 +1,5 @@
-"""The chunk loop on the tiny preset: deterministic per seed, frame counts, window bounded."""
+"""The chunk loop in plain LongLive mode on the tiny preset: deterministic per seed, frame counts,
+window bounded."""
 
 from __future__ import annotations
 
@@ -7,19 +8,19 @@ import torch
 from engine.config import StreamConfig
 from engine.models.factory import random_models
 from engine.models.presets import TINY
-from engine.stream import StreamGenerator
+from engine.stream import ChunkLoop
 
 
 def run(seed: int, chunks: int = 5) -> list[torch.Tensor]:
     models = random_models(TINY, torch.device("cpu"), torch.float32)
-    gen = StreamGenerator(models, StreamConfig(), seed)
-    gen.set_prompt("a red fox")
+    loop = ChunkLoop(models, StreamConfig(), None, None, seed, {0: "a red fox"})
     out = []
-    for chunk in gen.stream(chunks):
-        assert chunk.frames.shape == (1, 3, 9 if chunk.index == 0 else 12, TINY.height, TINY.width)
-        assert set(chunk.seconds) == {"denoise", "cache_write", "decode"}
+    for k in range(chunks):
+        chunk = loop.step()
+        assert chunk.frames.uint8().shape == (1, 3, 9 if k == 0 else 12, TINY.height, TINY.width)
+        assert set(chunk.timed_record().seconds) == {"recache", "denoise", "cache_write", "decode"}
         out.append(chunk.latents)
-    assert gen.cache.num_frames == StreamConfig().local_window_frames - StreamConfig().chunk_frames
+    assert loop.beams[0].cache.num_frames == StreamConfig().local_window_frames - StreamConfig().chunk_frames
     return out
 
 

@@ -10,6 +10,7 @@ We keep diffusers' modules and its block forward unchanged and own only what str
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -131,18 +132,25 @@ class CausalWanTransformer(nn.Module):
     def patch_size(self) -> tuple[int, int, int]:
         return tuple(self.wan.config.patch_size)
 
-    def rope(self, start_frame: int, num_frames: int, grid_h: int, grid_w: int) -> RopeTables:
-        """Rotary tables for frames [start_frame, start_frame + num_frames) of a grid_h x grid_w grid."""
+    @property
+    def table_frames(self) -> int:
+        """Latent frames the rotary table holds (Wan: 1024)."""
+        return self.wan.rope.max_seq_len
+
+    def rope(self, position: int, num_frames: int, grid_h: int, grid_w: int) -> RopeTables:
+        """Rotary tables for `num_frames` frames at table positions [position, position + num_frames)
+        of a grid_h x grid_w grid."""
         rope = self.wan.rope
-        if start_frame + num_frames > rope.max_seq_len:
-            raise ValueError(f"frame {start_frame + num_frames} is past the rotary table ({rope.max_seq_len} frames)")
+        if position < 0 or position + num_frames > rope.max_seq_len:
+            raise ValueError(f"positions {position}..{position + num_frames - 1} are outside the rotary table "
+                             f"({rope.max_seq_len} frames)")
         tables = []
         for freqs in (rope.freqs_cos, rope.freqs_sin):
             f_t, f_h, f_w = freqs.split([rope.t_dim, rope.h_dim, rope.w_dim], dim=1)
             shape = (num_frames, grid_h, grid_w, -1)
             table = torch.cat(
                 (
-                    f_t[start_frame : start_frame + num_frames].view(num_frames, 1, 1, -1).expand(shape),
+                    f_t[position : position + num_frames].view(num_frames, 1, 1, -1).expand(shape),
                     f_h[:grid_h].view(1, grid_h, 1, -1).expand(shape),
                     f_w[:grid_w].view(1, 1, grid_w, -1).expand(shape),
                 ),
@@ -171,12 +179,15 @@ class CausalWanTransformer(nn.Module):
         return TextContext(tuple(keys), tuple(values))
 
     @torch.no_grad()
-    def build_prefix(self, cache: KVCache, grid_h: int, grid_w: int) -> AttentionPrefix | None:
-        """Rotate every cached segment at its own frames and concatenate them in attention order."""
+    def build_prefix(self, cache: KVCache, grid_h: int, grid_w: int,
+                     positions: Sequence[int] | None = None) -> AttentionPrefix | None:
+        """Rotate every cached segment at its rotary position (default: its own start frame) and
+        concatenate them in attention order."""
         segments = cache.segments
         if not segments:
             return None
-        ropes = [self.rope(s.start_frame, s.num_frames, grid_h, grid_w) for s in segments]
+        positions = [s.start_frame for s in segments] if positions is None else positions
+        ropes = [self.rope(p, s.num_frames, grid_h, grid_w) for s, p in zip(segments, positions, strict=True)]
         keys, values = [], []
         for layer in range(segments[0].num_layers):
             keys.append(torch.cat([apply_rope(s.keys[layer], *r) for s, r in zip(segments, ropes)], dim=1))
@@ -199,15 +210,17 @@ class CausalWanTransformer(nn.Module):
         text: TextContext,
         prefix: AttentionPrefix | None,
         capture_kv: bool = False,
+        position: int | None = None,
     ) -> tuple[Tensor, CacheSegment | None]:
         """Flow prediction for one chunk [B, C, F, H, W] at `timestep` [B], frames starting at
-        `start_frame`, attending to `prefix` + itself. With `capture_kv`, also returns the chunk's
-        un-rotated K/V as a cache segment (the clean t=0 cache-write pass)."""
+        `start_frame` (rotated at table `position`, default the same), attending to `prefix` +
+        itself. With `capture_kv`, also returns the chunk's un-rotated K/V as a cache segment (the
+        clean t=0 cache-write pass)."""
         _, _, frames, height, width = latents.shape
         p_t, p_h, p_w = self.patch_size
         grid_h, grid_w = height // p_h, width // p_w
         wan = self.wan
-        rope = self.rope(start_frame, frames, grid_h, grid_w)
+        rope = self.rope(start_frame if position is None else position, frames, grid_h, grid_w)
         captured: list[tuple[Tensor, Tensor]] = []
 
         hidden = wan.patch_embedding(latents.to(wan.patch_embedding.weight.dtype))

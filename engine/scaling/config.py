@@ -11,7 +11,7 @@ from engine.errors import StreamT1Error
 class ScalingConfig:
     """Beam search over chunks + noise propagation + memory sinking.
 
-    Plain LongLive (`--no-scaling`) has no ScalingConfig: `BeamSearchStream(scaling=None)`.
+    Plain LongLive (`--no-scaling`) has no ScalingConfig: `ChunkLoop(scaling=None)`.
     `horizon_frames` replaces the reference's known video length in the fusion weight, fixed when a
     session is created so that continuing a run decides exactly as an uninterrupted one.
     """

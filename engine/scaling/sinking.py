@@ -13,14 +13,14 @@ from dataclasses import replace
 from engine.models.kv_cache import CacheSegment, KVCache, SinkRoute
 
 
-def sink_flag(short: float, earlier_shorts: tuple[float, ...], long: float, previous_long: float | None,
+def sink_flag(short: float, earlier_short_mean: float | None, long: float, previous_long: float | None,
               short_threshold: float, long_threshold: float) -> SinkRoute:
     """short_increase = short - mean(earlier shorts of this beam); long_drop = previous long - long.
     EMA if the short-term reward rose and the long-term one did not drop; APPEND if it rose while
     the long-term reward dropped (a locally good chunk worth remembering); else DISCARD."""
-    if not earlier_shorts or previous_long is None:
+    if earlier_short_mean is None or previous_long is None:
         return SinkRoute.DISCARD
-    short_high = short - sum(earlier_shorts) / len(earlier_shorts) > short_threshold
+    short_high = short - earlier_short_mean > short_threshold
     long_low = previous_long - long > long_threshold
     if not short_high:
         return SinkRoute.DISCARD
