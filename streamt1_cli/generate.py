@@ -134,7 +134,7 @@ def _run_locked(session: Session, num_chunks: int, model_dir: Path | None, dev: 
 
 
 def note(text: str) -> None:
-    console.print(escape(text), highlight=False)
+    console.print(escape(text), highlight=False, soft_wrap=True)
 
 
 STREAM_T1_OPTIONS = ("beam_size", "top_k", "noise_sigma", "short_threshold", "long_threshold", "fusion_cap",
