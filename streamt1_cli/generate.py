@@ -181,6 +181,8 @@ def new(
             beam_size=beam_size, top_k=top_k, noise_sigma=noise_sigma, short_threshold=short_threshold,
             long_threshold=long_threshold, fusion_cap=fusion_cap, window_chunks=window_chunks,
             max_sink_frames=max_sink, horizon_frames=horizon)
+        if scaling is not None:
+            scaling.check_stream(config)
         spec = spec_for(preset.value, seed, config, scaling, None if no_scaling else rewards, schedule)
         load_check(spec, model_dir)
     except StreamT1Error as err:

@@ -176,6 +176,8 @@ def test_errors_leave_sessions_untouched(full6: Path, tmp_path: Path):
     spec = (copy / SPEC_FILE).read_text()
     (copy / SPEC_FILE).write_text(spec.replace(f"format_version = {FORMAT_VERSION}", "format_version = 99"))
     assert "session format 99" in one_line_error("continue", str(copy))
+    (copy / SPEC_FILE).write_text(spec.replace("max_sink_frames = 15", "max_sink_frames = 14"))
+    assert "--max-sink must be the initial sink (3) plus whole chunks" in one_line_error("show", str(copy))
     (copy / SPEC_FILE).write_text("this is [ not toml")
     assert "corrupt or foreign" in one_line_error("show", str(copy))
     (copy / SPEC_FILE).write_text(spec)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.config import StreamConfig
 from engine.errors import StreamT1Error
 
 
@@ -42,6 +43,16 @@ class ScalingConfig:
             raise StreamT1Error(f"EMA alpha must lie in [0, 1], got {self.ema_alpha}")
         if self.horizon_frames < 1:
             raise StreamT1Error(f"--horizon must be >= 1 latent frame, got {self.horizon_frames}")
+
+    def check_stream(self, stream: StreamConfig) -> None:
+        """Refuse a sink cap that is not the initial sink plus whole chunks: the reference's sink
+        only ever grows by appended chunks, so any other cap would stop it short of its size."""
+        sink, chunk = stream.sink_frames, stream.chunk_frames
+        extra = self.max_sink_frames - sink
+        if extra < 0 or extra % chunk:
+            valid = ", ".join(str(sink + j * chunk) for j in range(5))
+            raise StreamT1Error(f"--max-sink must be the initial sink ({sink}) plus whole chunks of {chunk} latent "
+                                f"frames: {valid}, ... (got {self.max_sink_frames})")
 
     @property
     def candidates(self) -> int:
