@@ -149,7 +149,7 @@ def new(
     long_threshold: Annotated[float, typer.Option(help="Memory sinking: long-term reward drop that makes a flagged chunk APPEND.", rich_help_panel="Stream-T1")] = 0.2,
     fusion_cap: Annotated[float, typer.Option(help="Largest weight of the short-term reward in the fused score.", rich_help_panel="Stream-T1")] = 0.4,
     window_chunks: Annotated[int, typer.Option(help="Long-term reward window, in chunks.", rich_help_panel="Stream-T1")] = 10,
-    max_sink: Annotated[int, typer.Option(help="Largest sink, in latent frames (original sink included).", rich_help_panel="Stream-T1")] = 15,
+    max_sink: Annotated[int, typer.Option(help="Largest sink, in latent frames: the initial sink plus whole chunks (3, 6, 9, ...).", rich_help_panel="Stream-T1")] = 15,
     horizon: Annotated[Optional[int], typer.Option(help="Latent frames the fusion weight ramps over, kept by `continue` (default: the length asked for here, as the reference's num_output_frames: 5 s = 21).", rich_help_panel="Stream-T1")] = None,
     short_reward: Annotated[Optional[str], typer.Option(help=f"Short-term (per-frame) scorer: {', '.join(SHORT_REWARDS)} (default: proxy on tiny, hpsv3 on longlive).", rich_help_panel="Stream-T1")] = None,
     long_reward: Annotated[Optional[str], typer.Option(help=f"Long-term (per-clip) scorer: {', '.join(LONG_REWARDS)} (default: proxy on tiny, videoreward on longlive).", rich_help_panel="Stream-T1")] = None,

@@ -21,7 +21,7 @@ from engine.frames import from_uint8, to_uint8
 from engine.models.vae_stream import StreamingVaeDecoder
 
 # torchvision's write_video: libx264 in yuv420p, x264's defaults otherwise (CRF 23, preset medium).
-# x264's output depends on its thread count, so it is pinned (the reference leaves it to the host).
+# x264's output can depend on its thread count, so it is pinned (the reference leaves it to the host).
 H264_OUTPUT = ("-c:v", "libx264", "-pix_fmt", "yuv420p", "-threads", "8")
 
 

@@ -45,8 +45,9 @@ class ScalingConfig:
             raise StreamT1Error(f"--horizon must be >= 1 latent frame, got {self.horizon_frames}")
 
     def check_stream(self, stream: StreamConfig) -> None:
-        """Refuse a sink cap that is not the initial sink plus whole chunks: the reference's sink
-        only ever grows by appended chunks, so any other cap would stop it short of its size."""
+        """Refuse a sink cap that is not the initial sink plus whole chunks: the reference appends
+        whole chunks while the sink is below the cap and turns APPENDs into EMA merges only when it
+        equals the cap, so a cap between two sink sizes overruns its buffer and drops those chunks."""
         sink, chunk = stream.sink_frames, stream.chunk_frames
         extra = self.max_sink_frames - sink
         if extra < 0 or extra % chunk:
