@@ -103,6 +103,8 @@ class ChunkLoop:
             raise ValueError("scaling and scorers go together")
         if 0 not in prompts:
             raise ValueError("the prompt schedule needs a prompt for chunk 0")
+        if scaling is not None:
+            scaling.check_stream(config)
         self.models, self.config, self.scaling, self.positions = models, config, scaling, positions
         self.short_scorer, self.long_scorer = scorers if scorers else (None, None)
         self.seed = seed

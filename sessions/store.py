@@ -107,9 +107,9 @@ def _spec_problem(raw: dict[str, Any]) -> str | None:
             or prompts[0]["from_chunk"] != 0):
         return "prompts is not a sorted list of {from_chunk, prompt} starting at chunk 0"
     try:
-        StreamConfig(**raw["stream"])
+        stream = StreamConfig(**raw["stream"])
         if "scaling" in raw:
-            ScalingConfig(**raw["scaling"])
+            ScalingConfig(**raw["scaling"]).check_stream(stream)
     except (StreamT1Error, TypeError) as exc:
         return f"bad stream or scaling settings: {exc}"
     rewards = raw.get("rewards")

@@ -166,8 +166,8 @@ def new(
     long_threshold: Annotated[float, typer.Option(help="Memory sinking: long-term reward drop that makes a flagged chunk APPEND.", rich_help_panel="Stream-T1")] = 0.2,
     fusion_cap: Annotated[float, typer.Option(help="Largest weight of the short-term reward in the fused score.", rich_help_panel="Stream-T1")] = 0.4,
     window_chunks: Annotated[int, typer.Option(help="Long-term reward window, in chunks.", rich_help_panel="Stream-T1")] = 10,
-    max_sink: Annotated[int, typer.Option(help="Largest sink, in latent frames (original sink included).", rich_help_panel="Stream-T1")] = 15,
-    horizon: Annotated[int, typer.Option(help="Latent frames the fusion weight ramps over (the reference's 5 s = 21).", rich_help_panel="Stream-T1")] = 21,
+    max_sink: Annotated[int, typer.Option(help="Largest sink, in latent frames: the initial sink plus whole chunks (3, 6, 9, ...).", rich_help_panel="Stream-T1")] = 15,
+    horizon: Annotated[Optional[int], typer.Option(help="Latent frames the fusion weight ramps over, kept by `continue` (default: the length asked for here, as the reference's num_output_frames: 5 s = 21).", rich_help_panel="Stream-T1")] = None,
     short_reward: Annotated[Optional[str], typer.Option(help=f"Short-term (per-frame) scorer: {', '.join(SHORT_REWARDS)} (default: proxy on tiny, hpsv3 on longlive).", rich_help_panel="Stream-T1")] = None,
     long_reward: Annotated[Optional[str], typer.Option(help=f"Long-term (per-clip) scorer: {', '.join(LONG_REWARDS)} (default: proxy on tiny, videoreward on longlive).", rich_help_panel="Stream-T1")] = None,
 ) -> None:
@@ -197,7 +197,10 @@ def new(
         scaling = None if no_scaling else ScalingConfig(
             beam_size=beam_size, top_k=top_k, noise_sigma=noise_sigma, short_threshold=short_threshold,
             long_threshold=long_threshold, fusion_cap=fusion_cap, window_chunks=window_chunks,
-            max_sink_frames=max_sink, horizon_frames=horizon)
+            max_sink_frames=max_sink,
+            horizon_frames=num_chunks * config.chunk_frames if horizon is None else horizon)
+        if scaling is not None:
+            scaling.check_stream(config)
         if snapshot_every < 1 or keep_snapshots < 1:
             raise StreamT1Error(f"--snapshot-every and --keep-snapshots must be >= 1 (got {snapshot_every}, {keep_snapshots})")
         spec = replace(spec_for(preset.value, seed, config, scaling, None if no_scaling else rewards, schedule, positions),

@@ -19,7 +19,7 @@ from engine.rewards.base import ClipScorer, FrameScorer
 from engine.rewards.proxies import SharpnessProxy, TemporalConsistencyProxy
 from engine.scaling.config import ScalingConfig
 from engine.scaling.pruning import fusion_alpha
-from engine.frames import from_uint8
+from engine.frames import from_uint8, to_levels
 from engine.stream import ChunkLoop
 
 
@@ -137,3 +137,35 @@ def test_scaling_beats_plain_longlive_on_the_proxies(models):
     mean_scaled, mean_plain = sum(scaled) / 10, sum(plain) / 10
     print(f"mean final fused proxy score: scaled {mean_scaled:.4f} vs plain {mean_plain:.4f}")
     assert mean_scaled > mean_plain
+
+
+class Recording:
+    """A proxy scorer that keeps every input it is handed."""
+
+    def __init__(self, scorer) -> None:
+        self.scorer, self.name, self.is_proxy, self.seen = scorer, scorer.name, True, []
+
+    def score_frames(self, frames: Tensor, prompt: str) -> Tensor:
+        self.seen.append(frames)
+        return self.scorer.score_frames(frames, prompt)
+
+    def score_clips(self, clips: Tensor, prompt: str, fps: int):
+        self.seen.append(clips)
+        return self.scorer.score_clips(clips, prompt, fps)
+
+
+def test_both_rewards_see_the_same_truncated_levels(models):
+    """The long-term reward reads a survivor's chunk back from the beam's uint8 history: at the
+    8-bit levels the short-term reward's inputs truncate to (no level lost on the way)."""
+    short, long = Recording(SharpnessProxy()), Recording(TemporalConsistencyProxy())
+    s = ChunkLoop(models, StreamConfig(), ScalingConfig(), (short, long), 5, {0: "a red fox"})
+    first = s.step().record
+    fresh = to_levels(short.seen[0]).unflatten(0, (4, -1)).transpose(1, 2)  # [candidates, 3, 9, H, W]
+    survivors = {b.candidate for b in first.beams}
+    second = s.step().record
+    history = to_levels(long.seen[1][:, :, :9])
+    matched = {next(i for i in range(4) if torch.equal(fresh[i], h)) for h in history}
+    assert matched == survivors
+    for b, beam in enumerate(s.beams):
+        origin = first.beams[second.parent_beam(b)].candidate
+        assert torch.equal(beam.reward_frames[0], fresh[origin].to(torch.uint8))

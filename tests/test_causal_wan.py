@@ -3,13 +3,15 @@ block-causal forward with the equivalent sink + rolling-window mask (long enough
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from diffusers import WanTransformer3DModel
-from diffusers.models.transformers.transformer_wan import WanAttnProcessor
+from diffusers.models.transformers.transformer_wan import WanAttnProcessor, WanTimeTextImageEmbedding
 
 from engine.config import StreamConfig
-from engine.models.causal_wan import CausalWanTransformer
+from engine.models.causal_wan import CausalWanTransformer, timestep_sinusoid
 from engine.models.kv_cache import KVCache
 from engine.models.presets import TINY
 
@@ -128,3 +130,25 @@ def test_compiled_blocks_build_one_graph_per_kind_of_forward():
     model.forward_chunk(x, torch.tensor([500.0]), 0, text, None)
     assert segment.num_layers == 4
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2
+
+
+def wan_sinusoid_reference(t: float, dim: int) -> list[float]:
+    """Wan's `sinusoidal_embedding_1d` for one timestep, element by element in Python floats (float64)."""
+    half = dim // 2
+    angles = [t * 10000.0 ** (-j / half) for j in range(half)]
+    return [math.cos(a) for a in angles] + [math.sin(a) for a in angles]
+
+
+@pytest.mark.parametrize("freq_dim", [TINY.transformer["freq_dim"], 256], ids=["tiny", "wan2.1"])
+def test_timestep_sinusoid_is_wans_float64_formula(freq_dim: int):
+    t = torch.tensor([1000.0, 937.5, 250.0, 0.0])
+    ours = timestep_sinusoid(t, freq_dim)
+    expected = torch.tensor([wan_sinusoid_reference(float(x), freq_dim) for x in t], dtype=torch.float64)
+    assert ours.dtype == torch.float64
+    torch.testing.assert_close(ours, expected, rtol=0, atol=1e-12)
+    # diffusers' Timesteps as Wan's embedder configures it: the same layout, but computed in float32,
+    # which is what moved fp32 flow predictions at t = 1000
+    embedder = WanTimeTextImageEmbedding(dim=8, time_freq_dim=freq_dim, time_proj_dim=48, text_embed_dim=8)
+    diffusers_fp32 = embedder.timesteps_proj(t).double()
+    torch.testing.assert_close(diffusers_fp32, expected, rtol=0, atol=1e-3)
+    assert (diffusers_fp32 - expected).abs().max() > 1e-6

@@ -104,6 +104,7 @@ def test_scaling_switch_errors(tmp_path: Path):
     s = str(tmp_path / "s")
     assert "--noise-sigma" in one_line_error(["new", "x", "--session", s, "--noise-sigma", "1.5"])
     assert "--top-k" in one_line_error(["new", "x", "--session", s, "--top-k", "0"])
+    assert "3, 6, 9, 12, 15, ... (got 14)" in one_line_error(["new", "x", "--session", s, "--max-sink", "14"])
     assert "unknown short-term reward 'clip'" in one_line_error(["new", "x", "--session", s, "--short-reward", "clip"])
     assert "hpsv3 reward needs downloaded weights" in one_line_error(["new", "x", "--session", s, "--short-reward", "hpsv3"])
     assert not (tmp_path / "s").exists()

@@ -28,6 +28,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLModel
 
 from engine.errors import WeightsError
+from engine.frames import from_uint8
 from engine.rewards.base import ClipScorer, FrameScorer
 from engine.rewards.hpsv3 import INSTRUCTION, PIXELS, REWARD_TOKEN, HPSv3Scorer, ranknet_head
 from engine.rewards.qwen_vl import QWEN2_VL_SPECIAL_TOKENS, REWARD_CHAT_TEMPLATE, smart_resize, to_8bit
@@ -141,15 +142,21 @@ def randomize(module: nn.Module, seed: int) -> None:
 # Independent reference path
 
 
-def frames_8bit(n: int, hw: tuple[int, int], seed: int, t: int | None = None) -> Tensor:
-    """Frames in [-1, 1] that sit exactly on the 8-bit grid: [n, 3, H, W] or [n, 3, t, H, W]."""
+def decoded_frames(n: int, hw: tuple[int, int], seed: int, t: int | None = None) -> Tensor:
+    """Frames in [-1, 1] off the 8-bit grid, as a VAE decodes them: [n, 3, H, W] or [n, 3, t, H, W]."""
     gen = torch.Generator().manual_seed(seed)
     shape = (n, 3, *hw) if t is None else (n, 3, t, *hw)
-    return torch.randint(0, 256, shape, generator=gen).float() / 127.5 - 1
+    return torch.rand(shape, generator=gen) * 2 - 1
 
 
 def to_uint8(x: Tensor) -> np.ndarray:
-    return ((x + 1) * 127.5).round().byte().numpy()
+    """8 bits as the reference pipeline makes them: truncation (`astype(uint8)`)."""
+    return (255.0 * (x * 0.5 + 0.5).clamp(0, 1)).numpy().astype(np.uint8)
+
+
+def rounded(x: Tensor) -> Tensor:
+    """Frames that truncate to the levels `x` rounds to: a scorer that rounded would score them as `x`."""
+    return from_uint8(((x + 1) * 127.5).round().to(torch.uint8), torch.device("cpu"))
 
 
 def prompt_ids(tok, vision: str, text: str, n_tokens: int) -> Tensor:
@@ -226,18 +233,19 @@ def hpsv3_reference(h, frames: Tensor, prompt: str) -> tuple[Tensor, Tensor]:
 def test_hpsv3_scores_as_the_reference_path(hpsv3):
     scorer = hpsv3["scorer"]
     assert isinstance(scorer, FrameScorer) and scorer.name == "HPSv3" and not scorer.is_proxy
-    frames = frames_8bit(2, IMAGE_HW, seed=3)
+    frames = decoded_frames(2, IMAGE_HW, seed=3)
     scores = scorer.score_frames(frames, PROMPT_TEXT)
     expected, at_last_token = hpsv3_reference(hpsv3, frames, PROMPT_TEXT)
     assert scores.shape == (2,) and scores.dtype == F32
     torch.testing.assert_close(scores, expected, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(scorer.score_frames(rounded(frames), PROMPT_TEXT), scores, atol=1e-4)  # truncated
     assert not torch.allclose(scores, at_last_token, atol=1e-3)  # read at <|Reward|>, not at the end
     assert not torch.allclose(scorer.score_frames(frames, "a blue car"), scores, atol=1e-4)  # the prompt counts
 
 
 def test_hpsv3_batched_equals_one_by_one_and_is_deterministic(hpsv3):
     scorer = hpsv3["scorer"]
-    frames = frames_8bit(3, (120, 200), seed=4)  # resized to HPSv3's 256 * 28 * 28 pixels
+    frames = decoded_frames(3, (120, 200), seed=4)  # resized to HPSv3's 256 * 28 * 28 pixels
     batched = scorer.score_frames(frames, PROMPT_TEXT)
     single = torch.cat([scorer.score_frames(f[None], PROMPT_TEXT) for f in frames])
     torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-5)
@@ -247,7 +255,7 @@ def test_hpsv3_batched_equals_one_by_one_and_is_deterministic(hpsv3):
 def test_hpsv3_head_is_float32_and_drives_mu(hpsv3):
     scorer = hpsv3["scorer"]
     assert all(p.dtype == F32 for p in scorer.head.parameters())
-    frames = frames_8bit(2, IMAGE_HW, seed=5)
+    frames = decoded_frames(2, IMAGE_HW, seed=5)
     before = scorer.score_frames(frames, PROMPT_TEXT)
     with torch.no_grad():
         scorer.head[5].bias[0] += 1.5  # mu's bias
@@ -261,7 +269,7 @@ def test_hpsv3_head_is_float32_and_drives_mu(hpsv3):
 
 def test_resize_matches_pil_bicubic():
     """HPSv3 reads saved frames with PIL; the tensor resize reproduces it to the 8-bit level."""
-    frames = frames_8bit(1, (120, 200), seed=6)
+    frames = decoded_frames(1, (120, 200), seed=6)
     size = smart_resize(120, 200, 28, PIXELS, PIXELS)
     ours = to_8bit(frames, size, like_pil=True)[0]
     pil = np.array(Image.fromarray(to_uint8(frames[0]).transpose(1, 2, 0)).resize(size[::-1], Image.BICUBIC))
@@ -352,10 +360,11 @@ def videoreward_reference(v, clips: Tensor, indices: list[int], prompt: str) -> 
 def test_videoreward_scores_as_the_reference_path(videoreward):
     scorer = videoreward["scorer"]
     assert isinstance(scorer, ClipScorer) and scorer.name == "VideoReward" and not scorer.is_proxy
-    clips = frames_8bit(2, VIDEO_HW, seed=8, t=16)  # 1 s at 16 fps -> 4 frames at 2 fps (the minimum)
+    clips = decoded_frames(2, VIDEO_HW, seed=8, t=16)  # 1 s at 16 fps -> 4 frames at 2 fps (the minimum)
     raw = scorer.raw_scores(clips, PROMPT_TEXT, fps=16)
     expected = videoreward_reference(videoreward, clips, [0, 5, 10, 15], PROMPT_TEXT)
     torch.testing.assert_close(raw, expected, atol=1e-4, rtol=1e-4)  # merged vs live LoRA: rounding
+    assert not torch.allclose(scorer.raw_scores(rounded(clips), PROMPT_TEXT, fps=16), raw, atol=1e-4)  # truncated
     # Overall = sum of the three standardized parts, with model_config.json's mean / std.
     scores = scorer.score_clips(clips, PROMPT_TEXT, fps=16)
     for i, part in enumerate(("VQ", "MQ", "TA")):
@@ -367,7 +376,7 @@ def test_videoreward_scores_as_the_reference_path(videoreward):
 
 def test_videoreward_batched_equals_one_by_one_and_is_deterministic(videoreward):
     scorer = videoreward["scorer"]
-    clips = frames_8bit(2, (64, 96), seed=9, t=20)  # resized up to >= 128 * 28 * 28 pixels
+    clips = decoded_frames(2, (64, 96), seed=9, t=20)  # resized up to >= 128 * 28 * 28 pixels
     batched = scorer.score_clips(clips, PROMPT_TEXT, fps=16)
     singles = [scorer.score_clips(c[None], PROMPT_TEXT, fps=16) for c in clips]
     torch.testing.assert_close(batched.overall, torch.cat([s.overall for s in singles]), atol=1e-5, rtol=1e-5)
@@ -394,7 +403,7 @@ def test_videoreward_adapter_layout_equals_model_pth(videoreward, tmp_path):
     }
     save_file(hub, base_dir / "model.safetensors")
     scorer = VideoRewardScorer.from_folder(folder, "cpu", F32, base_dir=base_dir)
-    clips = frames_8bit(1, VIDEO_HW, seed=10, t=16)
+    clips = decoded_frames(1, VIDEO_HW, seed=10, t=16)
     torch.testing.assert_close(
         scorer.raw_scores(clips, PROMPT_TEXT, 16), videoreward["scorer"].raw_scores(clips, PROMPT_TEXT, 16)
     )

@@ -101,3 +101,17 @@ def test_ema_merge_needs_matching_sizes():
 def test_invalid_scaling_config_is_a_clear_error(kwargs, needle):
     with pytest.raises(StreamT1Error, match=needle):
         ScalingConfig(**kwargs)
+
+
+@pytest.mark.parametrize("stream,valid,invalid", [
+    (StreamConfig(), [3, 6, 15, 18], [0, 2, 4, 14, 16]),
+    (StreamConfig(chunk_frames=2, sink_frames=2, local_window_frames=8), [2, 4, 10], [0, 1, 3, 9]),
+], ids=["sink3-chunk3", "sink2-chunk2"])
+def test_sink_cap_is_the_initial_sink_plus_whole_chunks(stream, valid, invalid):
+    for frames in valid:
+        ScalingConfig(max_sink_frames=frames).check_stream(stream)
+    for frames in invalid:
+        with pytest.raises(StreamT1Error, match="--max-sink") as err:
+            ScalingConfig(max_sink_frames=frames).check_stream(stream)
+    s, c = stream.sink_frames, stream.chunk_frames
+    assert f"{s}, {s + c}, {s + 2 * c}" in str(err.value) and "\n" not in str(err.value)

@@ -68,7 +68,7 @@ def full6(tmp_path_factory) -> Path:
 
 def test_resume_is_exact(full6: Path, tmp_path: Path):
     split = tmp_path / "split"
-    cli("new", "a red fox", "--chunks", "3", "--session", str(split))
+    cli("new", "a red fox", "--chunks", "3", "--horizon", "18", "--session", str(split))  # full6's horizon
     cli("continue", str(split), "--chunks", "3")
     assert_same_run(full6, split)
     cli("export", str(full6), str(tmp_path / "a"))
@@ -87,6 +87,20 @@ def test_branch_is_exact_and_a_prompt_changes_only_what_follows(full6: Path, tmp
     assert_same_run(full6, other, upto=3)
     (lp, _), (lo, _) = stored(full6), stored(other)
     assert all(not torch.equal(lp[k], lo[k]) for k in range(3, 6))
+
+
+def test_horizon_is_the_length_new_asks_for_and_continue_keeps_it(tmp_path: Path):
+    def horizon(path: Path) -> int:
+        return Session.open(path).spec.scaling["horizon_frames"]
+
+    cli("new", "a red fox", "--seconds", "1", "--session", str(tmp_path / "s"))  # 2 chunks of 3 latent frames
+    assert horizon(tmp_path / "s") == 6
+    cli("continue", str(tmp_path / "s"), "--chunks", "2")
+    assert horizon(tmp_path / "s") == 6
+    cli("new", "a red fox", "--chunks", "1", "--session", str(tmp_path / "c"))
+    assert horizon(tmp_path / "c") == 3
+    cli("new", "a red fox", "--chunks", "1", "--horizon", "21", "--session", str(tmp_path / "h"))
+    assert horizon(tmp_path / "h") == 21
 
 
 def test_plain_sessions_resume_exactly(tmp_path: Path):
@@ -127,7 +141,7 @@ def test_prompt_switch_recaches_exactly_the_window(tmp_path: Path):
 
 def test_prompt_switch_on_continue_keeps_the_past(full6: Path, tmp_path: Path):
     part = tmp_path / "part"
-    cli("new", "a red fox", "--chunks", "3", "--session", str(part))
+    cli("new", "a red fox", "--chunks", "3", "--horizon", "18", "--session", str(part))
     cli("continue", str(part), "--chunks", "2", "--prompt", "a blue bird")
     spec = Session.open(part).spec
     assert spec.schedule == {0: "a red fox", 3: "a blue bird"}
@@ -176,6 +190,8 @@ def test_errors_leave_sessions_untouched(full6: Path, tmp_path: Path):
     spec = (copy / SPEC_FILE).read_text()
     (copy / SPEC_FILE).write_text(spec.replace(f"format_version = {FORMAT_VERSION}", "format_version = 99"))
     assert "session format 99" in one_line_error("continue", str(copy))
+    (copy / SPEC_FILE).write_text(spec.replace("max_sink_frames = 15", "max_sink_frames = 14"))
+    assert "--max-sink must be the initial sink (3) plus whole chunks" in one_line_error("show", str(copy))
     (copy / SPEC_FILE).write_text("this is [ not toml")
     assert "corrupt or foreign" in one_line_error("show", str(copy))
     (copy / SPEC_FILE).write_text(spec)

@@ -32,6 +32,18 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return torch.stack((x1 * c - x2 * s, x1 * s + x2 * c), dim=-1).flatten(-2).type_as(x)
 
 
+def timestep_sinusoid(timestep: Tensor, dim: int) -> Tensor:
+    """[B] timesteps -> [B, dim] float64 [cos | sin] embedding, as Wan's `sinusoidal_embedding_1d`
+    computes it (frequencies 10000^(-j / (dim/2))). diffusers' `Timesteps` for Wan (flip_sin_to_cos,
+    downscale_freq_shift 0) is the same layout and formula in float32, which moves fp32 flow
+    predictions by ~3e-5 at t = 1000; the caller casts the float64 result."""
+    half = dim // 2
+    # Wan's formula (Wan-Video/Wan2.1, wan/modules/model.py), in float64 throughout.
+    freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=timestep.device) / half)
+    angles = torch.outer(timestep.to(torch.float64), freqs)
+    return torch.cat((torch.cos(angles), torch.sin(angles)), dim=1)
+
+
 def _attend_and_project(attn: WanAttention, q: Tensor, k: Tensor, v: Tensor, like: Tensor) -> Tensor:
     """Softmax attention on [B, S, H, D] tensors (k/v batch broadcast to q's), then the output
     projection, in `like`'s dtype."""
@@ -196,9 +208,9 @@ class CausalWanTransformer(nn.Module):
 
     def _time_embedding(self, timestep: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         cond = self.wan.condition_embedder
-        t_freq = cond.timesteps_proj(timestep)
         embedder_dtype = next(iter(cond.time_embedder.parameters())).dtype
-        temb = cond.time_embedder(t_freq.to(embedder_dtype)).to(dtype)
+        t_freq = timestep_sinusoid(timestep, cond.timesteps_proj.num_channels).to(embedder_dtype)
+        temb = cond.time_embedder(t_freq).to(dtype)
         return temb, cond.time_proj(cond.act_fn(temb)).unflatten(1, (6, -1))
 
     @torch.no_grad()

@@ -34,6 +34,7 @@ from transformers import PreTrainedTokenizerBase, Qwen2VLConfig
 from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLModel
 
 from engine.errors import WeightsError
+from engine.frames import to_levels
 from engine.models.checkpoints import _download_fix, _foreign, _load_strict, _load_tokenizer, _read_json
 
 # The LM head of the reward models' Qwen2VLForConditionalGeneration: stored in their files, unused.
@@ -150,12 +151,13 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
 
 
 def to_8bit(frames: Tensor, size: tuple[int, int], *, like_pil: bool) -> Tensor:
-    """[..., 3, H, W] in [-1, 1] -> float values 0..255 on the integer grid, resized to `size` with
+    """[..., 3, H, W] in [-1, 1] -> float values 0..255 on the integer grid (truncated, as the
+    reference converts its frames to 8 bits: `engine.frames.to_levels`), resized to `size` with
     antialiased bicubic: what the reference feeds the processor after writing 8-bit frames to disk
     and resizing them. `like_pil`: width then height, rounded to 8 bits in between, as PIL does
     (HPSv3 opens image files with PIL; this matches PIL to within 1-2 levels on <0.2% of pixels);
     else in one pass, as torchvision resizes a uint8 video tensor (VideoReward)."""
-    x = ((frames.float().clamp(-1, 1) + 1) * 127.5).round()
+    x = to_levels(frames)
     if tuple(x.shape[-2:]) == size:
         return x
     flat = x.flatten(0, -4)

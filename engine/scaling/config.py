@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.config import StreamConfig
 from engine.errors import StreamT1Error
 
 
@@ -42,6 +43,17 @@ class ScalingConfig:
             raise StreamT1Error(f"EMA alpha must lie in [0, 1], got {self.ema_alpha}")
         if self.horizon_frames < 1:
             raise StreamT1Error(f"--horizon must be >= 1 latent frame, got {self.horizon_frames}")
+
+    def check_stream(self, stream: StreamConfig) -> None:
+        """Refuse a sink cap that is not the initial sink plus whole chunks: the reference appends
+        whole chunks while the sink is below the cap and turns APPENDs into EMA merges only when it
+        equals the cap, so a cap between two sink sizes overruns its buffer and drops those chunks."""
+        sink, chunk = stream.sink_frames, stream.chunk_frames
+        extra = self.max_sink_frames - sink
+        if extra < 0 or extra % chunk:
+            valid = ", ".join(str(sink + j * chunk) for j in range(5))
+            raise StreamT1Error(f"--max-sink must be the initial sink ({sink}) plus whole chunks of {chunk} latent "
+                                f"frames: {valid}, ... (got {self.max_sink_frames})")
 
     @property
     def candidates(self) -> int:
