@@ -163,7 +163,6 @@ def sinks(view: SessionView) -> Plot:
     top.axhline(view.spec.scaling["max_sink_frames"], color="k", ls="--", lw=0.8, label="max sink")
     top.set_ylim(0, view.spec.scaling["max_sink_frames"] + 1)
     top.set_ylabel("sink (latent frames)")
-    top.legend(loc="lower left", bbox_to_anchor=(0, 1.02), ncol=slots + 2, frameon=False)
     rows = ["final pick"] + [f"beam {b}" for b in range(slots)]
     size = _marker_size(len(view.evictions)) * 1.5
     for route, color in ROUTES.items():
@@ -175,9 +174,10 @@ def sinks(view: SessionView) -> Plot:
     bottom.set_yticks(range(len(rows)), rows)
     bottom.set_ylim(len(rows) - 0.5, -0.5)
     bottom.set_xlabel("chunk (evictions: when the chunk left the window)")
-    if view.evictions:
-        bottom.legend(loc="lower right", bbox_to_anchor=(1, 1.0), ncol=len(ROUTES), frameon=False, title="route",
-                      alignment="right")
+    handles, labels = top.get_legend_handles_labels()
+    h2, l2 = bottom.get_legend_handles_labels()
+    top.legend(handles + h2, labels + [f"route: {r}" for r in l2], loc="lower left", bbox_to_anchor=(0, 1.02),
+               ncol=5, frameon=False)
     for ax in (top, bottom):
         _chunk_axis(ax, view)
         _mark_branch(ax, view)
@@ -210,7 +210,7 @@ def timing(view: SessionView) -> Plot:
     ax.set_xlabel("chunk")
     _chunk_axis(ax, view)
     _mark_branch(ax, view)
-    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.02), ncol=len(phases), frameon=False)
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.02), ncol=5, frameon=False)
     note = "" if bins == len(chunks) else f"Means over {bins} bins of ~{len(chunks) / bins:.1f} chunks."
     return Plot(title, _uri(fig), note)
 

@@ -32,10 +32,10 @@ class ReportCache:
 
 def report_due(head: int, dense: int = DENSE_COMMITS) -> bool:
     """Whether a run should rewrite its report after committing chunk `head - 1`: after every commit
-    for the first `dense` chunks, then every 2, 4, 8, ... commits, so a run of n chunks rewrites it
-    about dense * (1 + log2(n / dense)) times in all."""
+    up to `dense` chunks, then every 2nd up to 2 * dense, every 4th up to 4 * dense, ...: dense / 2
+    rewrites per doubling of the session, so their cost stays a shrinking share of a long run."""
     step = 1
-    while head >= 2 * step * dense:
+    while head > step * dense:
         step *= 2
     return head % step == 0
 
