@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import shutil
 import threading
 import time
 from dataclasses import asdict
@@ -21,8 +22,9 @@ from sessions.report.html import DATA_ID
 from sessions.report.thumbs import MAX_SHEET_CHUNKS
 from sessions.report.write import atomic_write_text
 from sessions.runner import final_beam, lineage
-from sessions.store import Session, SessionSpec
+from sessions.store import STORE_DIR, Session, SessionSpec
 from streamt1_cli.app import app
+from streamt1_cli.view import sparkline
 
 runner = CliRunner()
 ISLAND = re.compile(rf'<script type="application/json" id="{DATA_ID}">(.*?)</script>', re.S)
@@ -103,6 +105,21 @@ def test_compare_puts_sessions_side_by_side(sessions: dict[str, Path]):
     assert result.exit_code == 2 and "give --out" in result.output
 
 
+def test_bad_input_is_a_one_line_error(sessions: dict[str, Path], tmp_path: Path):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(sessions["t1"], damaged)
+    (damaged / STORE_DIR / "zarr.json").unlink()
+    (damaged / "report.html").unlink(missing_ok=True)
+    for args, needle in ((["report", str(damaged)], "is damaged"),
+                         (["report", str(tmp_path / "nowhere")], "no session at"),
+                         (["report", str(sessions["t1"]), "--out", str(tmp_path / "no" / "r.html")], "does not exist"),
+                         (["report", str(sessions["t1"]), "--out", str(tmp_path)], "is a folder")):
+        result = runner.invoke(app, args)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1 and needle in lines[0], result.output
+    assert not (damaged / "report.html").exists()
+
+
 def synthetic_session(path: Path, chunks: int) -> Session:
     """A Stream-T1 session of synthetic records (4 candidates, 2 beams, sink events) and 4x4 frames."""
     spec = SessionSpec(preset="tiny", seed=7, stream={"chunk_frames": 3, "sink_frames": 3, "local_window_frames": 12},
@@ -151,7 +168,7 @@ def test_thousand_chunk_report_is_fast_and_small(tmp_path: Path):
 
 def test_report_rewrite_is_atomic_under_a_concurrent_reader(sessions: dict[str, Path], tmp_path: Path):
     out = tmp_path / "report.html"
-    pages = [f"<!doctype html><p>{c * 3_000_000}</p></html>\n" for c in "ab"]
+    pages = [f"<!doctype html><p>{c * 2_000_000}</p></html>\n" for c in "ab"]
     atomic_write_text(out, pages[0])
     seen: set[str] = set()
     stop = threading.Event()
@@ -163,7 +180,7 @@ def test_report_rewrite_is_atomic_under_a_concurrent_reader(sessions: dict[str, 
     reader = threading.Thread(target=read)
     reader.start()
     try:
-        for i in range(40):
+        for i in range(20):
             atomic_write_text(out, pages[i % 2])
         writer = ReportWriter(sessions["t1"], out)
         for head in range(1, 4):
@@ -188,3 +205,9 @@ def test_report_due_thins_out_for_long_sessions():
     assert [h for h in due if 32 < h <= 64] == list(range(34, 65, 2))
     assert all(h % 32 == 0 for h in due if h > 512)
     assert len(due) < 32 + 16 * 5
+
+
+def test_sparkline_shows_the_trend_of_the_last_values():
+    assert sparkline([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]) == "▁▂▃▄▅▆▇█"
+    assert sparkline([5.0, 1.0, 1.0, 9.0], width=3) == "▁▁█"
+    assert sparkline([2.0, 2.0]) == "▁▁" and sparkline([]) == ""

@@ -67,15 +67,13 @@ class SessionView:
         return [ch.beams[b].candidate for ch, b in zip(self.chunks, self.final_path)]
 
 
-def load_session(session: Session, cache: dict[int, ChunkView] | None = None) -> SessionView:
-    """Read a session as it is committed now. `cache` (chunk -> view) spares re-reading records of
-    earlier calls: committed chunks never change."""
+def load_session(session: Session, cache: list[ChunkView] | None = None) -> SessionView:
+    """Read a session as it is committed now. `cache` holds the chunk views of an earlier call, which
+    are not read again (committed chunks never change); the new ones are appended to it."""
     head = session.head
-    cache = {} if cache is None else cache
-    for k in range(head):
-        if k not in cache:
-            cache[k] = ChunkView.from_record(session.record(k))
-    chunks = tuple(cache[k] for k in range(head))
+    cache = [] if cache is None else cache
+    cache.extend(ChunkView.from_record(r) for r in session.records(len(cache), head))
+    chunks = tuple(cache[:head])
     final = final_beam(session) if chunks else 0
     return SessionView(
         path=session.path,

@@ -15,6 +15,7 @@ from sessions.report.model import SessionView, lineage
 
 DPI = 110
 WIDTH = 10.0  # inches
+SCATTER_CHUNKS = 250  # longer sessions show reward ranges per chunk instead of every candidate
 TREE_CHUNKS = 48  # the beam tree shows the last this many chunks; wider, nodes would overlap
 TIMING_BINS = 300  # longer sessions show the mean phase times of this many bins of chunks
 KEPT, PRUNED, FINAL, ALIVE, BRANCH = "#1f77b4", "#b8b8b8", "#d62728", "#1f77b4", "#7f7f7f"
@@ -55,8 +56,8 @@ def _chunk_axis(ax, view: SessionView) -> None:
 
 
 def rewards(view: SessionView) -> Plot:
-    """Every candidate's short, long and fused score per chunk: survivors filled, pruned ones hollow,
-    the final pick's path as a line; the fusion weight alpha on the right axis of the fused panel."""
+    """Every candidate's short, long and fused score per chunk (ranges for long sessions), the final
+    pick's path as a line; the fusion weight alpha on the right axis of the fused panel."""
     title = "Rewards"
     if not view.scored:
         return Plot(title, note="No reward plots: this is a plain LongLive session (--no-scaling), which makes one "
@@ -68,16 +69,12 @@ def rewards(view: SessionView) -> Plot:
     fig = Figure(figsize=(WIDTH, 7.2), layout="constrained")
     axes = fig.subplots(3, 1, sharex=True)
     for ax, key in zip(axes, SCORES):
-        for kept in (False, True):
-            pts = [(ch.chunk, getattr(c, key)) for ch in chunks for c in ch.candidates if c.kept is kept]
-            if pts:
-                xs, ys = zip(*pts)
-                if kept:
-                    ax.scatter(xs, ys, s=size, color=KEPT, label="survivor", zorder=3)
-                else:
-                    ax.scatter(xs, ys, s=size, facecolors="none", edgecolors=PRUNED, label="pruned", zorder=2)
+        if len(chunks) > SCATTER_CHUNKS:
+            _bands(ax, chunks, key)
+        else:
+            _points(ax, chunks, key, size)
         ax.plot([ch.chunk for ch in chunks], [getattr(ch.candidates[i], key) for ch, i in zip(chunks, final)],
-                color=FINAL, lw=1.4, label="final pick", zorder=4)
+                color=FINAL, lw=1.4 if len(chunks) <= SCATTER_CHUNKS else 0.7, label="final pick", zorder=4)
         ax.set_ylabel(f"{key}" + (f" ({names[key]})" if key in names else " score"))
         _chunk_axis(ax, view)
         _mark_branch(ax, view)
@@ -91,6 +88,28 @@ def rewards(view: SessionView) -> Plot:
     axes[0].legend(handles + h2, labels + l2, loc="lower left", bbox_to_anchor=(0, 1.02), ncol=4, frameon=False)
     axes[2].set_xlabel("chunk")
     return Plot(title, _uri(fig))
+
+
+def _points(ax, chunks, key: str, size: float) -> None:
+    """Every candidate: survivors filled, pruned ones hollow."""
+    for kept in (False, True):
+        pts = [(ch.chunk, getattr(c, key)) for ch in chunks for c in ch.candidates if c.kept is kept]
+        if pts:
+            xs, ys = zip(*pts)
+            if kept:
+                ax.scatter(xs, ys, s=size, color=KEPT, label="survivor", zorder=3)
+            else:
+                ax.scatter(xs, ys, s=size, facecolors="none", edgecolors=PRUNED, label="pruned", zorder=2)
+
+
+def _bands(ax, chunks, key: str) -> None:
+    """Long sessions: the range of all candidates and of the survivors per chunk (thousands of
+    points would be an unreadable, incompressible cloud)."""
+    xs = [ch.chunk for ch in chunks]
+    for kept, color, label in ((False, PRUNED, "all candidates (range)"), (True, KEPT, "survivors (range)")):
+        values = [[getattr(c, key) for c in ch.candidates if c.kept or not kept] for ch in chunks]
+        ax.fill_between(xs, [min(v) for v in values], [max(v) for v in values], color=color, alpha=0.55, lw=0,
+                        step="mid", label=label, zorder=2 + kept)
 
 
 def tree(view: SessionView) -> Plot:

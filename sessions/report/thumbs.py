@@ -14,7 +14,7 @@ from sessions.store import Session
 from sessions.video import frames_hwc
 
 THUMB_HEIGHT = 96  # pixels; smaller frames are kept as they are
-MAX_SHEET_CHUNKS = 160  # chunks on a contact sheet; longer sessions are sampled evenly
+MAX_SHEET_CHUNKS = 120  # chunks on a contact sheet; longer sessions are sampled evenly
 
 
 @dataclass(frozen=True)

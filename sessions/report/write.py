@@ -26,7 +26,7 @@ class ReportCache:
     """What earlier reports of the same session read and need not read again (committed chunks
     never change): chunk views, and thumbnails by (chunk, beam, frame)."""
 
-    chunks: dict[int, ChunkView] = field(default_factory=dict)
+    chunks: list[ChunkView] = field(default_factory=list)
     thumbs: dict[tuple[int, int, int], str] = field(default_factory=dict)
 
 
