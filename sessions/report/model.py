@@ -66,6 +66,10 @@ class SessionView:
         """The candidate index the final pick kept at every chunk."""
         return [ch.beams[b].candidate for ch, b in zip(self.chunks, self.final_path)]
 
+    def final_scores(self, key: str) -> list[float]:
+        """The final pick's `short`, `long` or `fused` score at every chunk."""
+        return [getattr(ch.candidates[i], key) for ch, i in zip(self.chunks, self.final_candidates())]
+
 
 def load_session(session: Session, cache: list[ChunkView] | None = None) -> SessionView:
     """Read a session as it is committed now. `cache` holds the chunk views of an earlier call, which

@@ -64,7 +64,6 @@ def rewards(view: SessionView) -> Plot:
                                 "candidate a chunk and scores none.")
     chunks = view.chunks
     names = dict(zip(("short", "long"), view.spec.rewards or ("?", "?")))
-    final = view.final_candidates()
     size = _marker_size(sum(len(c.candidates) for c in chunks))
     fig = Figure(figsize=(WIDTH, 7.2), layout="constrained")
     axes = fig.subplots(3, 1, sharex=True)
@@ -73,7 +72,7 @@ def rewards(view: SessionView) -> Plot:
             _bands(ax, chunks, key)
         else:
             _points(ax, chunks, key, size)
-        ax.plot([ch.chunk for ch in chunks], [getattr(ch.candidates[i], key) for ch, i in zip(chunks, final)],
+        ax.plot([ch.chunk for ch in chunks], view.final_scores(key),
                 color=FINAL, lw=1.4 if len(chunks) <= SCATTER_CHUNKS else 0.7, label="final pick", zorder=4)
         ax.set_ylabel(f"{key}" + (f" ({names[key]})" if key in names else " score"))
         _chunk_axis(ax, view)
@@ -244,7 +243,7 @@ def compare(views: list[SessionView], names: list[str]) -> Plot:
     axes = fig.subplots(3, 1, sharex=True)
     for ax, key in zip(axes, SCORES):
         for v, name in scored:
-            ax.plot(range(len(v.chunks)), [getattr(ch.candidates[i], key) for ch, i in zip(v.chunks, v.final_candidates())],
+            ax.plot(range(len(v.chunks)), v.final_scores(key),
                     lw=1.4, marker="o" if len(v.chunks) <= 60 else None, ms=3, label=name)
             if v.ancestors:
                 ax.axvline(v.ancestors[0].at - 0.5, color=ax.lines[-1].get_color(), ls=":", lw=1)
