@@ -184,7 +184,8 @@ def test_report_rewrite_is_atomic_under_a_concurrent_reader(sessions: dict[str, 
             atomic_write_text(out, pages[i % 2])
         writer = ReportWriter(sessions["t1"], out)
         for head in range(1, 4):
-            writer.after_commit(head)
+            writer.after_commit(head)  # returns at once; renders on the writer's own thread
+        assert writer.close() == out
     finally:
         stop.set()
         reader.join()

@@ -7,6 +7,7 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,15 +100,37 @@ def _unique(names: list[str]) -> list[str]:
 
 
 class ReportWriter:
-    """Keeps one session's report current while it runs: `after_commit(head)` rewrites it when
-    `report_due(head)`; records and thumbnails read before are not read again."""
+    """Keeps one session's report current while it runs, off the caller's thread: `after_commit(head)`
+    schedules a rewrite when `report_due(head)` and returns at once (a rewrite still waiting to start
+    covers later commits too); `close()` waits for them and writes the final report. Records and
+    thumbnails read once are not read again."""
 
     def __init__(self, session_path: Path, out: Path | None = None, dense: int = DENSE_COMMITS) -> None:
         self.session_path, self.out, self.dense = session_path, out, dense
         self.cache = ReportCache()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="session-report")
+        self._waiting: Future | None = None
+        self._error: Exception | None = None
 
     def write(self) -> Path:
         return write_report(self.session_path, self.out, caches=[self.cache])
 
-    def after_commit(self, head: int) -> Path | None:
-        return self.write() if report_due(head, self.dense) else None
+    def _write_in_background(self) -> None:
+        try:
+            self.write()
+        except Exception as exc:  # a report must not stop the run; close() raises the first failure
+            self._error = self._error or exc
+
+    def after_commit(self, head: int) -> None:
+        if not report_due(head, self.dense):
+            return
+        if self._waiting is not None and not self._waiting.running() and not self._waiting.done():
+            return
+        self._waiting = self._pool.submit(self._write_in_background)
+
+    def close(self) -> Path:
+        """Finish the scheduled rewrites, then write the report of the final head."""
+        self._pool.shutdown(wait=True)
+        if self._error is not None:
+            raise self._error
+        return self.write()
