@@ -7,6 +7,8 @@ import json
 import random
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import asdict
@@ -113,7 +115,8 @@ def test_bad_input_is_a_one_line_error(sessions: dict[str, Path], tmp_path: Path
     for args, needle in ((["report", str(damaged)], "is damaged"),
                          (["report", str(tmp_path / "nowhere")], "no session at"),
                          (["report", str(sessions["t1"]), "--out", str(tmp_path / "no" / "r.html")], "does not exist"),
-                         (["report", str(sessions["t1"]), "--out", str(tmp_path)], "is a folder")):
+                         (["report", str(sessions["t1"]), "--out", str(tmp_path)], "is a folder"),
+                         (["report", str(sessions["t1"]), "--thumbs", "0"], "--thumbs must be")):
         result = runner.invoke(app, args)
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert result.exit_code == 2 and len(lines) == 1 and needle in lines[0], result.output
@@ -212,3 +215,9 @@ def test_sparkline_shows_the_trend_of_the_last_values():
     assert sparkline([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]) == "▁▂▃▄▅▆▇█"
     assert sparkline([5.0, 1.0, 1.0, 9.0], width=3) == "▁▁█"
     assert sparkline([2.0, 2.0]) == "▁▁" and sparkline([]) == ""
+
+
+def test_report_imports_no_model_code():
+    code = ("import sys, sessions.report; "
+            "print(sorted({'diffusers', 'transformers', 'sessions.runner'} & set(sys.modules)))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"

@@ -58,7 +58,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def _name(view: SessionView) -> str:
-    return view.path.name or str(view.path)
+    return view.path.resolve().name
 
 
 def write_report(paths: Path | Sequence[Path], out: Path | None = None, thumbs_per_chunk: int = 1,
