@@ -75,9 +75,10 @@ def test_stream_t1_report_holds_candidates_survivors_path_and_thumbnails(session
 
 def test_branch_report_shows_branch_point(sessions: dict[str, Path]):
     out = sessions["branch"].parent / "branch.html"
-    cli("report", str(sessions["branch"]), "--out", str(out))
+    cli("report", str(sessions["branch"]), "--out", str(out), "--thumbs", "2")
     html = out.read_text()
     data = island(html)["sessions"][0]
+    assert [t["chunk"] for t in data["contact_sheet"]] == [0, 0, 1, 1, 2, 2]  # more thumbnails on request
     assert data["ancestors"] == [{"path": str(sessions["t1"].resolve()), "at": 2}]
     assert "branch point</td><td><b>chunk 2</b>" in html
     assert [c["prompt"] for c in data["chunks"]] == ["a fox", "a fox", "a wolf"]
