@@ -271,12 +271,21 @@ class Session:
 
     def record(self, k: int) -> dict[str, Any]:
         """Chunk k's record alone (what `show` and lineages need; no arrays are read)."""
-        owner = self._owner(k)
-        try:
-            group = zarr.open_group(owner.path / STORE_DIR, mode="r")
-            return json.loads(group[f"chunks/{k}"].attrs["record"])
-        except Exception as exc:  # any failure to read committed data means the store is damaged
-            raise owner._damaged(k, type(exc).__name__) from exc
+        return next(self.records(k, k + 1))
+
+    def records(self, start: int = 0, stop: int | None = None) -> Iterator[dict[str, Any]]:
+        """Records of chunks start..stop-1 (default: up to the head), opening each store once: a long
+        session's report reads thousands, and opening a store costs more than reading a record."""
+        stores: dict[Path, zarr.Group] = {}
+        for k in range(start, self.head if stop is None else stop):
+            owner = self._owner(k)
+            try:
+                if owner.path not in stores:
+                    stores[owner.path] = zarr.open_group(owner.path / STORE_DIR, mode="r")
+                record = json.loads(stores[owner.path][f"chunks/{k}"].attrs["record"])
+            except Exception as exc:  # any failure to read committed data means the store is damaged
+                raise owner._damaged(k, type(exc).__name__) from exc
+            yield record
 
     def chunk(self, k: int) -> StoredChunk:
         """Chunk k with its arrays, each checked against the digest written at commit (zarr reads a

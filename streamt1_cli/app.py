@@ -14,6 +14,7 @@ from engine.models.factory import MODEL_DIR_ENV
 from streamt1_cli.common import console, fail
 from streamt1_cli.generate import branch, continue_, new
 from streamt1_cli.inspect import export, list_, show
+from streamt1_cli.report import report
 
 app = typer.Typer(
     help="Long streaming video generation (LongLive on Wan2.1) with Stream-T1 test-time scaling.",
@@ -27,6 +28,7 @@ app.command()(branch)
 app.command("list")(list_)
 app.command()(show)
 app.command()(export)
+app.command()(report)
 
 
 class RewardsDownload(str, Enum):

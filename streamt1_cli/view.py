@@ -11,6 +11,20 @@ from rich.text import Text
 
 from engine.records import ChunkRecord
 
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int = 24) -> str:
+    """The last `width` values as one line of block characters, lowest to highest (a trend, e.g.
+    of the kept fused score, for the live view)."""
+    values = values[-width:]
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    return "".join(SPARKS[round((v - lo) / span * (len(SPARKS) - 1))] for v in values)
+
+
 UNTRAINED_LABEL = "[bold yellow]UNTRAINED[/] random-init weights (tiny preset): the video is noise-like by design"
 
 

@@ -1,0 +1,129 @@
+"""What a report shows of one session, read from its committed chunks only (no lock is taken, so a
+run can go on; chunks below `HEAD` never change): the spec, the branch lineage, every chunk's
+candidates and survivors, the final pick's path and the sink evictions derived from the records."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.config import StreamConfig
+from engine.models.presets import PRESETS
+from sessions.report.records import ChunkView
+from sessions.store import Session, SessionSpec
+
+FINAL_FILE = "final.json"  # written by sessions.runner.save_final_pick
+
+
+@dataclass(frozen=True)
+class Branch:
+    """The session continues the one at `path` from chunk `at` (chunks below it are that one's)."""
+
+    path: str
+    at: int
+
+
+@dataclass(frozen=True)
+class Eviction:
+    """A chunk leaving a beam's rolling window, and where its K/V went."""
+
+    chunk: int  # the chunk whose cache write evicted it
+    beam: int  # surviving beam at that chunk
+    evicted_chunk: int
+    route: str
+
+
+@dataclass(frozen=True)
+class SessionView:
+    path: Path
+    spec: SessionSpec
+    ancestors: tuple[Branch, ...]  # the parent first, then its parent, ...
+    chunks: tuple[ChunkView, ...]
+    final_beam: int  # surviving beam at the head that export and video.mp4 use
+    final_path: tuple[int, ...]  # the final pick's beam index at every chunk
+    evictions: tuple[Eviction, ...]
+
+    @property
+    def scored(self) -> bool:
+        """Plain LongLive sessions make one unscored candidate a chunk."""
+        return self.spec.scaling is not None
+
+    @property
+    def untrained(self) -> bool:
+        return not PRESETS[self.spec.preset].trained
+
+    @property
+    def config(self) -> StreamConfig:
+        return StreamConfig(**self.spec.stream)
+
+    def first_frame(self, chunk: int) -> int:
+        """Index in the video of the chunk's first frame (the video's first chunk is shorter)."""
+        c = self.config
+        return 0 if chunk == 0 else c.pixel_frames(0) + (chunk - 1) * c.pixel_frames(1)
+
+    def final_candidates(self) -> list[int]:
+        """The candidate index the final pick kept at every chunk."""
+        return [ch.beams[b].candidate for ch, b in zip(self.chunks, self.final_path)]
+
+    def final_scores(self, key: str) -> list[float]:
+        """The final pick's `short`, `long` or `fused` score at every chunk."""
+        return [getattr(ch.candidates[i], key) for ch, i in zip(self.chunks, self.final_candidates())]
+
+
+def load_session(session: Session, cache: list[ChunkView] | None = None) -> SessionView:
+    """Read a session as it is committed now. `cache` holds the chunk views of an earlier call, which
+    are not read again (committed chunks never change); the new ones are appended to it."""
+    head = session.head
+    cache = [] if cache is None else cache
+    cache.extend(ChunkView.from_record(r) for r in session.records(len(cache), head))
+    chunks = tuple(cache[:head])
+    final = final_beam(session) if chunks else 0
+    return SessionView(
+        path=session.path,
+        spec=session.spec,
+        ancestors=ancestors(session),
+        chunks=chunks,
+        final_beam=final,
+        final_path=lineage(chunks, final),
+        evictions=evictions(chunks, session.spec.stream["chunk_frames"]),
+    )
+
+
+def final_beam(session: Session) -> int:
+    """The final pick saved for the current head, else beam 0 (beams are stored best fused first):
+    the same rule as sessions.runner.final_beam, which this package cannot import (it loads the models)."""
+    path = session.path / FINAL_FILE
+    if path.exists():
+        pick = json.loads(path.read_text())
+        if pick.get("head") == session.head:
+            return int(pick["beam"])
+    return 0
+
+
+def ancestors(session: Session) -> tuple[Branch, ...]:
+    chain = []
+    while session.spec.parent is not None:
+        chain.append(Branch(session.spec.parent["path"], session.spec.parent["at"]))
+        session = session.parent
+    return tuple(chain)
+
+
+def lineage(chunks: tuple[ChunkView, ...], beam: int) -> tuple[int, ...]:
+    """Beam index at every chunk of the lineage ending in surviving beam `beam` at the last chunk."""
+    path = [beam] if chunks else []
+    for chunk in reversed(chunks[1:]):
+        path.insert(0, chunk.parent_beam(path[0]))
+    return tuple(path)
+
+
+def evictions(chunks: tuple[ChunkView, ...], chunk_frames: int) -> tuple[Eviction, ...]:
+    """A beam's latest sink event differs from its parent beam's exactly when its cache write evicted
+    a chunk (one chunk in, at most one out); plain sessions record none."""
+    out = []
+    for prev, chunk in zip(chunks, chunks[1:]):
+        for b, beam in enumerate(chunk.beams):
+            event = beam.last_sink_event
+            if event is not None and event != prev.beams[chunk.parent_beam(b)].last_sink_event:
+                out.append(Eviction(chunk.chunk, b, event.start_frame // chunk_frames, event.route))
+    return tuple(out)

@@ -1,0 +1,136 @@
+"""Build and write a report: one session's, or several side by side. The file is replaced
+atomically, so a browser refreshing it while a run rewrites it never sees half a page."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sessions.report import data, html, plots
+from sessions.report.model import SessionView, load_session
+from sessions.report.records import ChunkView
+from sessions.report.thumbs import sheet_chunks, thumbnails
+from sessions.store import Session
+
+REPORT_FILE = "report.html"
+VIDEO_FILE = "video.mp4"  # as streamt1_cli.generate writes it
+DENSE_COMMITS = 32  # a run rewrites its report after every commit up to here, then ever more sparsely
+
+
+@dataclass
+class ReportCache:
+    """What earlier reports of the same session read and need not read again (committed chunks
+    never change): chunk views, and thumbnails by (chunk, beam, frame)."""
+
+    chunks: list[ChunkView] = field(default_factory=list)
+    thumbs: dict[tuple[int, int, int], str] = field(default_factory=dict)
+
+
+def report_due(head: int, dense: int = DENSE_COMMITS) -> bool:
+    """Whether a run should rewrite its report after committing chunk `head - 1`: after every commit
+    up to `dense` chunks, then every 2nd up to 2 * dense, every 4th up to 4 * dense, ...: dense / 2
+    rewrites per doubling of the session, so their cost stays a shrinking share of a long run."""
+    step = 1
+    while head > step * dense:
+        step *= 2
+    return head % step == 0
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a uniquely named temporary file in the same folder, then rename it over `path`: readers
+    see the old file or the new one, and two writers never share a temporary file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _name(view: SessionView) -> str:
+    return view.path.resolve().name
+
+
+def write_report(paths: Path | Sequence[Path], out: Path | None = None, thumbs_per_chunk: int = 1,
+                 caches: Sequence[ReportCache] | None = None) -> Path:
+    """Write the report of one session (default `DIR/report.html`) or a comparison of several
+    (`out` required) and return its path. Reads committed chunks only and takes no lock, so it
+    runs beside a generating run. `caches`, one per session, make repeated reports cheap."""
+    paths = [paths] if isinstance(paths, Path) else list(paths)
+    if out is None:
+        if len(paths) != 1:
+            raise ValueError("a comparison of several sessions needs an output path")
+        out = paths[0] / REPORT_FILE
+    caches = [ReportCache() for _ in paths] if caches is None else caches
+    sessions = [Session.open(p) for p in paths]
+    views = [load_session(s, c.chunks) for s, c in zip(sessions, caches)]
+    names = _unique([_name(v) for v in views])
+    hrefs = [Path(os.path.relpath(v.path / VIDEO_FILE, out.resolve().parent)).as_posix() for v in views]
+    shared = sheet_chunks(max(len(v.chunks) for v in views))  # one sampling for all: sheets align by chunk
+    sections, payload, sheets = [], [], []
+    for session, view, cache, name, href in zip(sessions, views, caches, names, hrefs):
+        thumbs = thumbnails(session, view, [k for k in shared if k < len(view.chunks)], thumbs_per_chunk, cache.thumbs)
+        sheets.append(thumbs)
+        figures = [plots.rewards(view), plots.tree(view), plots.sinks(view), plots.timing(view)] if view.chunks else []
+        sections.append(html.session_section(view, name, figures, thumbs, href, (view.path / VIDEO_FILE).exists(),
+                                             sampled=len({t.chunk for t in thumbs}) < len(view.chunks)))
+        payload.append(data.session_data(view, name, href, figures, thumbs))
+    if len(views) > 1:
+        sections.insert(0, html.compare_section(names, plots.compare(views, names), sheets, shared, hrefs))
+    generated = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    title = f"streamt1 report: {names[0]}" if len(views) == 1 else f"streamt1 comparison: {', '.join(names)}"
+    subtitle = f"Written {generated} from the committed chunks; refresh to see a running session's progress."
+    atomic_write_text(out, html.page(title, subtitle, sections, data.report_data(payload, generated)))
+    return out
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Session folder names, numbered where two are alike (runs/a/fox vs runs/b/fox)."""
+    return [n if names.count(n) == 1 else f"{n} ({i + 1})" for i, n in enumerate(names)]
+
+
+class ReportWriter:
+    """Keeps one session's report current while it runs, off the caller's thread: `after_commit(head)`
+    schedules a rewrite when `report_due(head)` and returns at once (a rewrite still waiting to start
+    covers later commits too); `close()` waits for them and writes the final report. Records and
+    thumbnails read once are not read again."""
+
+    def __init__(self, session_path: Path, out: Path | None = None, dense: int = DENSE_COMMITS) -> None:
+        self.session_path, self.out, self.dense = session_path, out, dense
+        self.cache = ReportCache()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="session-report")
+        self._waiting: Future | None = None
+        self._error: Exception | None = None
+
+    def write(self) -> Path:
+        return write_report(self.session_path, self.out, caches=[self.cache])
+
+    def _write_in_background(self) -> None:
+        try:
+            self.write()
+        except Exception as exc:  # a report must not stop the run; close() raises the first failure
+            self._error = self._error or exc
+
+    def after_commit(self, head: int) -> None:
+        if not report_due(head, self.dense):
+            return
+        if self._waiting is not None and not self._waiting.running() and not self._waiting.done():
+            return
+        self._waiting = self._pool.submit(self._write_in_background)
+
+    def close(self) -> Path:
+        """Finish the scheduled rewrites, then write the report of the final head."""
+        self._pool.shutdown(wait=True)
+        if self._error is not None:
+            raise self._error
+        return self.write()
