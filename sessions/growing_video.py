@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 import imageio.v2 as imageio
 from torch import Tensor

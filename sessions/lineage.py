@@ -1,8 +1,28 @@
-"""Which surviving beam a video is made of at each chunk, read back from the chunk records."""
+"""Which surviving beam a video is made of at each chunk: the final pick saved for the head, and
+lineages read back from the chunk records. Light (no model code), so every reader can use it."""
 
 from __future__ import annotations
 
+import json
+
 from sessions.store import Session, SessionError
+
+FINAL_FILE = "final.json"
+
+
+def save_final_pick(session: Session, beam: int) -> None:
+    """Record the final pick for the current head; export, show and the report read it."""
+    (session.path / FINAL_FILE).write_text(json.dumps({"head": session.head, "beam": beam}))
+
+
+def final_beam(session: Session) -> int:
+    """The final pick saved for the current head, else beam 0 (beams are stored best fused first)."""
+    path = session.path / FINAL_FILE
+    if path.exists():
+        pick = json.loads(path.read_text())
+        if pick.get("head") == session.head:
+            return int(pick["beam"])
+    return 0
 
 
 def lineage(session: Session, beam: int, upto: int) -> list[int]:

@@ -5,7 +5,6 @@ engine's state meets the store."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,11 +22,10 @@ from engine.rewards.base import ClipScorer, FrameScorer
 from engine.scaling.config import ScalingConfig
 from engine.stream import ChunkLoop, ChunkOutput, LoopState
 from sessions.growing_video import GrowingVideo, SettledChunks
-from sessions.lineage import lineage
+from sessions.lineage import final_beam, lineage
 from sessions.snapshots import SnapshotWrite, read_snapshot, snapshot_heads, write_snapshot
 from sessions.store import Session, SessionError, SessionSpec
 
-FINAL_FILE = "final.json"
 FINAL_PICK_FRAMES = 480  # the final pick scores at most this many frames (30 s at 16 fps) of each beam
 
 
@@ -232,20 +230,6 @@ def final_pick(session: Session, scorer: ClipScorer | None, device: torch.device
         clip = from_uint8(torch.cat(chunks, dim=1)[:, -FINAL_PICK_FRAMES:], device)
         scores.append(float(scorer.score_clips(clip[None], last.prompt, config.fps).overall.float()[0]))
     return max(range(len(scores)), key=lambda i: (scores[i], -i))
-
-
-def save_final_pick(session: Session, beam: int) -> None:
-    """Record the final pick for the current head; export reads it."""
-    (session.path / FINAL_FILE).write_text(json.dumps({"head": session.head, "beam": beam}))
-
-
-def final_beam(session: Session) -> int:
-    path = session.path / FINAL_FILE
-    if path.exists():
-        pick = json.loads(path.read_text())
-        if pick.get("head") == session.head:
-            return int(pick["beam"])
-    return 0  # beams are stored best-fused first
 
 
 def video_frames(session: Session, beam: int | None = None, upto: int | None = None) -> Iterator[Tensor]:

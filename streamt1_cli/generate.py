@@ -15,19 +15,15 @@ from rich.markup import escape
 from engine.config import StreamConfig
 from engine.errors import StreamT1Error
 from engine.positions import PositionMode
-from engine.records import ChunkRecord
 from engine.models.factory import load_models, tune_for_cuda
 from engine.models.presets import PRESETS
 from engine.rewards.registry import DEFAULT_REWARDS, LONG_REWARDS, SHORT_REWARDS, build_scorers, check_rewards
 from engine.scaling.config import ScalingConfig
-from sessions.records import ChunkLog
 from sessions.script import read_script
-from sessions.growing_video import VIDEO_FILE, rebuild_live_video
-from sessions.lineage import lineage
-from sessions.runner import (
-    SnapshotPolicy, compute_of, final_pick, generate, open_loop, resume, save_final_pick, spec_for, stream_config,
-)
-from sessions.snapshots import remove_unfinished
+from sessions.growing_video import VIDEO_FILE
+from sessions.report.write import REPORT_FILE
+from sessions.run import LOG_FILE, run
+from sessions.runner import compute_of, open_loop, spec_for, stream_config
 from sessions.store import Session, SessionSpec
 from streamt1_cli.common import (
     ChunksOption, CompileOption, PositionsOption, DeviceName, DeviceOption, DtypeName, DtypeOption, ModelDirOption, PresetName,
@@ -35,7 +31,6 @@ from streamt1_cli.common import (
 )
 from streamt1_cli.view import UNTRAINED_LABEL, ScalingView
 
-LOG_FILE = "chunks.jsonl"
 MAX_SEED = 2**62 - 1  # seeds derived per chunk and candidate stay inside torch's 64-bit range
 
 
@@ -94,43 +89,17 @@ def _run_locked(session: Session, num_chunks: int, model_dir: Path | None, dev: 
         made = f"{spec.compute['device']}/{spec.compute['dtype']}"
         note(f"note: {session.path} was made on {made}; continuing on {here['device']}/{here['dtype']}, so the new "
              "chunks are not bitwise those of an unbroken run there")
-    remove_unfinished(session)
-    if start:
-        with console.status(f"resuming at chunk {start}..."):
-            resumed = resume(loop, session)
-        for line in resumed.skipped:
-            note(f"note: {line}")
     if not preset.trained:
         console.print(UNTRAINED_LABEL)
-    reprompted = None
-    if new_prompt is not None and new_prompt != loop.prompt_at(start):
-        reprompted = spec.reprompted(start, new_prompt)
-        loop.schedule = reprompted.schedule
     names = ("none", "none") if scorers is None else (scorers[0].name, scorers[1].name)
-    view = ScalingView(console, start + num_chunks, f"{spec.preset} {dev.type}", names, quiet, first_chunk=start)
-
-    def after_commit(record: ChunkRecord) -> None:
-        if reprompted is not None and record.chunk == start:
-            session.spec = reprompted
-            session.write_spec()  # a switch belongs to the session once its first chunk is committed
-        log.write(record.to_json())
-
-    fps = stream_config(spec).fps
-    video, settled = rebuild_live_video(session, fps)
-    policy = SnapshotPolicy(spec.snapshot_every, spec.snapshots_kept)
-    try:
-        with ChunkLog(session.path / LOG_FILE, (session.record(k) for k in range(start))) as log, view:
-            generate(loop, session, num_chunks, view.update, after_commit, policy, video, settled)
-    except BaseException:
-        video.close()  # the live file keeps every settled chunk
-        raise
-    beam = final_pick(session, None if scorers is None else scorers[1], dev)
-    save_final_pick(session, beam)
-    tail = list(enumerate(lineage(session, beam, session.head)))[settled.settled:]
-    written = video.finish(tail)
+    view = ScalingView(console, start + num_chunks, f"{spec.preset} {dev.type}", names, quiet, first_chunk=start,
+                       report=str(session.path / REPORT_FILE))
+    with view:
+        summary = run(session, loop, num_chunks, view.update, new_prompt,
+                      resuming=lambda: console.status(f"resuming at chunk {start}..."), on_note=note)
     label = "" if preset.trained else " (untrained tiny preset)"
-    console.print(escape(f"wrote {session.path / VIDEO_FILE}: {written} frames, {session.head} chunks{label}; "
-                         f"records in {session.path / LOG_FILE}"))
+    console.print(escape(f"wrote {session.path / VIDEO_FILE}: {summary.video_frames} frames, {session.head} chunks"
+                         f"{label}; records in {session.path / LOG_FILE}"))
 
 
 def note(text: str) -> None:

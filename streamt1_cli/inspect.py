@@ -15,8 +15,8 @@ from rich.table import Table
 from engine.config import StreamConfig
 from engine.errors import StreamT1Error
 from engine.models.presets import PRESETS
-from sessions.lineage import lineage
-from sessions.runner import final_beam, stream_config, video_frames
+from sessions.lineage import final_beam, lineage
+from sessions.runner import stream_config, video_frames
 from sessions.store import SPEC_FILE, STAGING_PREFIX, Session
 from sessions.video import frames_hwc, write_mp4
 from streamt1_cli.common import chunks_for, console, fail

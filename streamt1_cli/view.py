@@ -32,9 +32,10 @@ class ScalingView:
     """Redraws after each chunk; prints nothing with `quiet`."""
 
     def __init__(self, console: Console, total_chunks: int, title: str, reward_names: tuple[str, str],
-                 quiet: bool, first_chunk: int = 0) -> None:
+                 quiet: bool, first_chunk: int = 0, report: str | None = None) -> None:
         self.console, self.total, self.title, self.quiet = console, total_chunks, title, quiet
-        self.first_chunk = first_chunk
+        self.first_chunk, self.report = first_chunk, report
+        self._kept_fused: list[float] = []  # best kept fused score per chunk, for the trend line
         self.short_name, self.long_name = reward_names
         self._start = time.perf_counter()
         self._live = Live(Text("starting..."), console=console, refresh_per_second=4, transient=False)
@@ -52,6 +53,7 @@ class ScalingView:
     def update(self, record: ChunkRecord) -> None:
         if self.quiet:
             return
+        self._kept_fused.append(max(c.fused for c in record.candidates if c.kept))
         done = record.chunk + 1
         elapsed = time.perf_counter() - self._start
         eta = elapsed / (done - self.first_chunk) * (self.total - done)
@@ -76,4 +78,7 @@ class ScalingView:
             action = "-" if event is None else f"{event.route} (frame {event.start_frame})"
             beams.add_row(str(b), str(beam.candidate), str(beam.sink_frames), action)
         split = "  ".join(f"{k} {v * 1000:.0f}ms" for k, v in record.seconds.items())
-        self._live.update(Group(header, cands, beams, Text(split, style="dim")))
+        trend = Text(f"kept fused score, last {min(len(self._kept_fused), 24)} chunks: "
+                     f"{sparkline(self._kept_fused)}" if len(record.candidates) > 1 else "")
+        where = Text(f"report: {self.report}" if self.report else "", style="dim")
+        self._live.update(Group(header, cands, beams, trend, Text(split, style="dim"), where))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -116,8 +115,8 @@ def test_loop_state_stops_growing(models):
 def test_resume_from_snapshot_equals_replay_equals_unbroken(tmp_path: Path):
     unbroken, snap, replayed = tmp_path / "unbroken", tmp_path / "snap", tmp_path / "replayed"
     cli("new", "a red fox", "--chunks", "6", "--session", str(unbroken))
-    for path in (snap, replayed):
-        cli("new", "a red fox", "--chunks", "3", "--session", str(path), "--snapshot-every", "2")
+    for path in (snap, replayed):  # the same fusion horizon as the 6-chunk run (18 latent frames)
+        cli("new", "a red fox", "--chunks", "3", "--horizon", "18", "--session", str(path), "--snapshot-every", "2")
     assert snapshot_heads(Session.open(snap)) == [3, 2]  # every 2 chunks and at the stop
     shutil.rmtree(replayed / STORE_DIR / "snapshots")
     for path in (snap, replayed):
@@ -146,7 +145,7 @@ def test_continue_replays_at_most_m_chunks(tmp_path: Path, models):
 def test_damaged_snapshots_fall_back_in_one_line(tmp_path: Path):
     unbroken, path = tmp_path / "unbroken", tmp_path / "s"
     cli("new", "a red fox", "--chunks", "6", "--session", str(unbroken))
-    cli("new", "a red fox", "--chunks", "4", "--session", str(path), "--snapshot-every", "2")
+    cli("new", "a red fox", "--chunks", "4", "--horizon", "18", "--session", str(path), "--snapshot-every", "2")
     snapshot = path / STORE_DIR / "snapshots" / "4"
     noise = next(p for p in (snapshot / "b0.noise").rglob("*") if p.is_file() and p.name != "zarr.json")
     noise.write_bytes(noise.read_bytes()[:-4] + b"\0\0\0\0")

@@ -4,16 +4,15 @@ candidates and survivors, the final pick's path and the sink evictions derived f
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import StreamConfig
 from engine.models.presets import PRESETS
+from sessions.lineage import final_beam
 from sessions.report.records import ChunkView
 from sessions.store import Session, SessionSpec
 
-FINAL_FILE = "final.json"  # written by sessions.runner.save_final_pick
 
 
 @dataclass(frozen=True)
@@ -88,17 +87,6 @@ def load_session(session: Session, cache: list[ChunkView] | None = None) -> Sess
         final_path=lineage(chunks, final),
         evictions=evictions(chunks, session.spec.stream["chunk_frames"]),
     )
-
-
-def final_beam(session: Session) -> int:
-    """The final pick saved for the current head, else beam 0 (beams are stored best fused first):
-    the same rule as sessions.runner.final_beam, which this package cannot import (it loads the models)."""
-    path = session.path / FINAL_FILE
-    if path.exists():
-        pick = json.loads(path.read_text())
-        if pick.get("head") == session.head:
-            return int(pick["beam"])
-    return 0
 
 
 def ancestors(session: Session) -> tuple[Branch, ...]:

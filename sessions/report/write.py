@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sessions.report import data, html, plots
+from sessions.growing_video import VIDEO_FILE
 from sessions.report.model import SessionView, load_session
 from sessions.report.records import ChunkView
 from sessions.report.thumbs import sheet_chunks, thumbnails
 from sessions.store import Session
 
 REPORT_FILE = "report.html"
-VIDEO_FILE = "video.mp4"  # as streamt1_cli.generate writes it
 DENSE_COMMITS = 32  # a run rewrites its report after every commit up to here, then ever more sparsely
 
 

@@ -1,0 +1,74 @@
+"""One run of a session, as the CLI and the benchmarks make it: resume at the head (nearest
+snapshot, then at most M replayed chunks), generate and commit `num_chunks` more with the chunk log,
+the live video, snapshots and the report kept current, then pick the final beam and finish the
+video. The caller owns the loop (models, scorers) and the display."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+from engine.records import ChunkRecord
+from engine.stream import ChunkLoop
+from sessions.growing_video import rebuild_live_video
+from sessions.lineage import lineage, save_final_pick
+from sessions.records import ChunkLog
+from sessions.report.write import ReportWriter
+from sessions.runner import Resumed, SnapshotPolicy, final_pick, generate, resume, stream_config
+from sessions.snapshots import SnapshotWrite, remove_unfinished
+from sessions.store import Session
+
+LOG_FILE = "chunks.jsonl"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    resumed: Resumed | None  # None: the session had no chunk yet
+    snapshots: list[SnapshotWrite]
+    final_beam: int
+    video_frames: int
+
+
+def run(session: Session, loop: ChunkLoop, num_chunks: int, on_record: Callable[[ChunkRecord], None],
+        new_prompt: str | None = None, resuming: Callable[[], object] = nullcontext,
+        on_note: Callable[[str], None] = print, report: bool = True) -> RunSummary:
+    """Run under the caller's session lock. `new_prompt` takes over from the first new chunk (a
+    switch belongs to the session once that chunk is committed); `resuming()` is a context shown
+    while the loop catches up (a spinner); `on_note` gets one line per damaged snapshot skipped."""
+    start = session.head
+    remove_unfinished(session)
+    resumed = None
+    if start:
+        with resuming():
+            resumed = resume(loop, session)
+        for line in resumed.skipped:
+            on_note(f"note: {line}")
+    reprompted = None
+    if new_prompt is not None and new_prompt != loop.prompt_at(start):
+        reprompted = session.spec.reprompted(start, new_prompt)
+        loop.schedule = reprompted.schedule
+    writer = ReportWriter(session.path) if report else None
+
+    def after_commit(record: ChunkRecord) -> None:
+        if reprompted is not None and record.chunk == start:
+            session.spec = reprompted
+            session.write_spec()
+        log.write(record.to_json())
+        if writer is not None:
+            writer.after_commit(record.chunk + 1)
+
+    video, settled = rebuild_live_video(session, stream_config(session.spec).fps)
+    policy = SnapshotPolicy(session.spec.snapshot_every, session.spec.snapshots_kept)
+    try:
+        with ChunkLog(session.path / LOG_FILE, (session.record(k) for k in range(start))) as log:
+            snapshots = generate(loop, session, num_chunks, on_record, after_commit, policy, video, settled)
+    except BaseException:
+        video.close()  # the live file keeps every settled chunk
+        raise
+    beam = final_pick(session, loop.long_scorer, loop.models.device)
+    save_final_pick(session, beam)
+    frames = video.finish(list(enumerate(lineage(session, beam, session.head)))[settled.settled:])
+    if writer is not None:
+        writer.close()
+    return RunSummary(resumed, snapshots, beam, frames)
