@@ -1,80 +1,82 @@
-"""Sessions at real size (random-init LongLive, bf16, 480x832, Stream-T1 N=4 with proxy rewards):
-disk per chunk (compressed, measured), how long generation waits on the disk, the writer's own
-commit time, and the cost and exactness of the replay that `continue` runs.
+"""Overnight sessions at real size (plain LongLive N = 1, random-init weights, bf16, 480x832), through
+the code path of `streamt1 new`/`continue`: FPS of the session path, snapshot size and write time,
+`continue` start-up at head 40 and head 400 (with the snapshot a stop writes, and after a kill,
+when at most M chunks are replayed), and disk per chunk and per hour of video.
 
-    python bench/session_bench.py --chunks 6 --dir /tmp/bench_session
+    python bench/session_bench.py --heads 40,400 --every 40 --dir /tmp/streamt1_overnight
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from bench.tts_bench import text_states
+from bench.common import bench_models, device_name, fps, loop_for, new_session, sync, timed_run
 from engine.config import StreamConfig
-from engine.models.factory import random_models, tune_for_cuda
-from engine.models.presets import LONGLIVE
-from engine.rewards.proxies import SharpnessProxy, TemporalConsistencyProxy
-from engine.scaling.config import ScalingConfig
-from sessions.runner import generate, open_stream, replay, spec_for
-from sessions.store import Session
+from sessions.runner import resume
+from sessions.snapshots import SNAPSHOT_DIR, snapshot_heads
+from sessions.store import STORE_DIR, Session
 
-PROMPT = "a red fox in snow"
+CHUNKS_PER_HOUR = 3600 * 16 // 12  # 12 frames a chunk at 16 fps
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def timed_resume(session: Session, models) -> dict:
+    loop = loop_for(session, models, None)
+    sync(models.device)
+    start = time.perf_counter()
+    resumed = resume(loop, session)
+    sync(models.device)
+    return {"seconds": time.perf_counter() - start, "snapshot": resumed.snapshot, "replayed": resumed.replayed}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--chunks", type=int, default=6)
-    parser.add_argument("--dir", type=Path, default=Path("/tmp/bench_session"))
+    parser.add_argument("--heads", default="40,400")
+    parser.add_argument("--every", type=int, default=40, help="snapshot every M chunks")
+    parser.add_argument("--warmup", type=int, default=4)
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/streamt1_overnight"))
+    parser.add_argument("--json")
+    parser.add_argument("--smoke", action="store_true", help="tiny preset on the CPU: check the script, time nothing")
     args = parser.parse_args()
-    device, dtype = torch.device("cuda"), torch.bfloat16
-    models = random_models(LONGLIVE, device, dtype, with_text_encoder=False)
-    tune_for_cuda(models, compile_blocks=False)
-    scorers = (SharpnessProxy(), TemporalConsistencyProxy())
-    spec = spec_for("longlive", 42, StreamConfig(), ScalingConfig(), ("proxy", "proxy"), {0: PROMPT})
-    shutil.rmtree(args.dir, ignore_errors=True)
-    session = Session.create(args.dir, spec)
-
-    stream = open_stream(spec, models, scorers)
-    stream.prompts.add_states(PROMPT, text_states())
-    records = []
-    start = time.perf_counter()
-    generate(stream, session, args.chunks, records.append)
-    gen_wall = time.perf_counter() - start
-    waits = [r.seconds["commit_wait"] for r in records[1:]]
-    chunk_s = [sum(v for k, v in r.seconds.items() if k != "commit_wait") for r in records[1:]]
-
-    last = session.chunk(session.head - 1)
-    t0 = time.perf_counter()
-    probe = Session.create(args.dir.with_name(args.dir.name + "_probe"), spec)
-    probe.commit({**last.record, "chunk": 0}, last.latents, last.noise, last.frames)
-    commit_s = time.perf_counter() - t0
-
-    fresh = open_stream(spec, models, scorers)
-    fresh.prompts.add_states(PROMPT, text_states())
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    replay(fresh, session)
-    torch.cuda.synchronize()
-    replay_s = time.perf_counter() - t0
-    exact = all(torch.equal(a.frames[-1], b.frames[-1]) and torch.equal(a.cache.window[-1].keys[-1], b.cache.window[-1].keys[-1])
-                for a, b in zip(stream.beams, fresh.beams))
-
-    disk = session.disk_bytes()
-    print(f"{'chunks':<34}{session.head}")
-    print(f"{'disk per chunk (zarr, compressed)':<34}{disk / session.head / 1e6:.1f} MB  ({disk / 1e6:.0f} MB total)")
-    print(f"{'30 s video (40 chunks), projected':<34}{40 * disk / session.head / 1e9:.2f} GB")
-    print(f"{'chunk time (median, no commit)':<34}{statistics.median(chunk_s) * 1e3:.0f} ms")
-    print(f"{'generation waited on disk':<34}{statistics.median(waits) * 1e3:.1f} ms median, {max(waits) * 1e3:.1f} ms max")
-    print(f"{'one commit in the writer':<34}{commit_s * 1e3:.0f} ms")
-    print(f"{'replay (continue) per chunk':<34}{replay_s / session.head * 1e3:.0f} ms")
-    print(f"{'replayed state equals live state':<34}{exact}  (last frames and last-layer keys, every beam)")
-    print(f"{'generation wall':<34}{gen_wall:.1f} s, {torch.cuda.get_device_name()}")
+    models = bench_models(not args.no_compile, smoke=args.smoke)
+    session = new_session(args.dir, models, None, snapshot_every=args.every)
+    out: dict = {"gpu": device_name(), "every": args.every, "heads": {}}
+    for head in (int(h) for h in args.heads.split(",")):
+        timed = timed_run(session, loop_for(session, models, None), head - session.head)
+        rate, chunk_ms = fps(timed, min(args.warmup, len(timed.records) - 1))
+        snaps = [s for s in timed.summary.snapshots if s.bytes]
+        session = Session.open(args.dir)
+        row = {"fps": rate, "chunk_ms": chunk_ms, "generated": len(timed.records),
+               "snapshot_gb": snaps[-1].bytes / 1e9, "snapshot_write_s": max(s.seconds for s in snaps),
+               "with_stop_snapshot": timed_resume(session, models)}
+        newest = snapshot_heads(session)[0]
+        if newest == head:  # as after a kill: no snapshot at the head, at most M chunks to replay
+            shutil.rmtree(args.dir / STORE_DIR / SNAPSHOT_DIR / str(head))
+            row["after_kill"] = timed_resume(session, models)
+        chunk_bytes = folder_bytes(args.dir / STORE_DIR / "chunks") / session.head
+        row["disk"] = {"chunk_mb": chunk_bytes / 1e6, "chunks_gb_per_hour": chunk_bytes * CHUNKS_PER_HOUR / 1e9,
+                       "snapshots_gb": folder_bytes(args.dir / STORE_DIR / SNAPSHOT_DIR) / 1e9}
+        out["heads"][head] = row
+        print(f"head {head}: {rate:.2f} FPS ({chunk_ms:.0f} ms a chunk, session path), snapshot {row['snapshot_gb']:.2f} GB "
+              f"written in {row['snapshot_write_s']:.1f} s (background); continue start-up "
+              f"{row['with_stop_snapshot']['seconds']:.2f} s from the stop snapshot"
+              + (f", {row['after_kill']['seconds']:.2f} s after a kill (snapshot {row['after_kill']['snapshot']}, "
+                 f"{row['after_kill']['replayed']} replayed)" if "after_kill" in row else "")
+              + f"; disk {row['disk']['chunk_mb']:.1f} MB a chunk = {row['disk']['chunks_gb_per_hour']:.0f} GB an hour "
+              f"of video, + {row['disk']['snapshots_gb']:.1f} GB of snapshots")
+    print(f"{out['gpu']}, torch {torch.__version__}, config {StreamConfig()}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
-"""Base streaming speed at real size: LongLive architecture, random-init weights (speed does not
-depend on them), bf16, 480x832. Prints a per-chunk phase table and FPS over a rolled window.
+"""Streaming speed at real size through the code path of `streamt1 new` (a session with its commits,
+live video, snapshots and report): plain LongLive (N = 1) and Stream-T1 (N = beam_size x top_k),
+side by side in one process. LongLive architecture with random-init weights (speed does not
+depend on them), bf16, 480x832; Stream-T1 with real-size random-init HPSv3-7B and VideoReward-2B
+(`--rewards real`) or the proxies.
 
-    python bench/stream_bench.py --chunks 12 --warmup 2 [--compile] [--json OUT.json]
+    python bench/stream_bench.py --modes plain,scaled --chunks 12 --warmup 4 [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -9,89 +12,53 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
+from pathlib import Path
 
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from engine.config import StreamConfig
-from engine.models.factory import random_models, tune_for_cuda
-from engine.models.presets import PRESETS
-from engine.stream import StreamGenerator
+from bench.common import bench_models, device_name, fps, loop_for, new_session, peak_gib, reward_models, timed_run
+from engine.scaling.config import ScalingConfig
+
+PHASES = ("recache", "denoise", "cache_write", "decode", "short_reward", "long_reward", "commit_wait")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--modes", default="plain,scaled", help="plain, scaled or both (comma-separated)")
     parser.add_argument("--chunks", type=int, default=12, help="timed chunks (after warm-up)")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks")
-    parser.add_argument("--json", help="write the measurements here")
-    parser.add_argument("--preset", default="longlive", choices=sorted(PRESETS), help="tiny: CPU smoke test")
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--attention", default="auto", choices=["auto", "flash", "cudnn", "efficient"],
-                        help="pin the SDPA backend (auto: PyTorch's choice)")
-    parser.add_argument("--no-overlap", action="store_true", help="decode on the main stream (no overlap)")
-    parser.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN autotune the VAE convs")
+    parser.add_argument("--warmup", type=int, default=4)
+    parser.add_argument("--rewards", choices=["real", "proxy"], default="real")
+    parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--vae-conv", default="2d", choices=["2d", "3d"],
-                        help="run the VAE's causal convs as 2D convs per time tap (default) or as cuDNN 3D convs")
+                        help="the VAE's causal convs as 2D convs per time tap (default) or cuDNN 3D convs")
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/streamt1_bench"))
+    parser.add_argument("--json")
+    parser.add_argument("--smoke", action="store_true", help="tiny preset on the CPU: check the script, time nothing")
     args = parser.parse_args()
-
-    device = torch.device(args.device)
-    torch.backends.cudnn.benchmark = args.cudnn_benchmark
-    if args.attention != "auto":
-        backend = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
-                   "efficient": SDPBackend.EFFICIENT_ATTENTION}[args.attention]
-        sdpa_kernel(backend).__enter__()  # for the whole process
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    preset = PRESETS[args.preset]
-    models = random_models(preset, device, dtype, with_text_encoder=False)
-    if device.type == "cuda":
-        tune_for_cuda(models, compile_blocks=args.compile, vae_convs_as_2d=args.vae_conv == "2d")
-    config = StreamConfig()
-    gen = StreamGenerator(models, config, seed=42, overlap_decode=not args.no_overlap)
-    torch.manual_seed(0)
-    gen.set_text_states(torch.randn(1, preset.text_len, preset.transformer["text_dim"]))
-
-    for _ in gen.stream(args.warmup):
-        pass
-    rows, frames = [], 0
-    start = last = time.perf_counter()
-    for chunk in gen.stream(args.chunks):
-        frames += chunk.frames.shape[2]
-        now = time.perf_counter()
-        rows.append({"chunk": chunk.index, **chunk.seconds, "wall": now - last})
-        last = now
-    wall = time.perf_counter() - start
-
-    phases = ["denoise", "cache_write", "decode"]
-    print(f"{'chunk':>5} {'denoise ms':>11} {'cache ms':>9} {'decode ms':>10} {'wall ms':>8}")
-    for r in rows:
-        print(f"{r['chunk']:>5} {r['denoise'] * 1e3:>11.1f} {r['cache_write'] * 1e3:>9.1f} {r['decode'] * 1e3:>10.1f} "
-              f"{r['wall'] * 1e3:>8.1f}")
-    phases.append("wall")
-    median = {p: statistics.median(r[p] for r in rows) for p in phases}
-    result = {
-        "gpu": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-        "torch": torch.__version__,
-        "compile": args.compile,
-        "overlap_decode": not args.no_overlap,
-        "attention": args.attention,
-        "cudnn_benchmark": args.cudnn_benchmark,
-        "vae_conv": args.vae_conv,
-        "chunks": args.chunks,
-        "frames": frames,
-        "wall_s": wall,
-        "fps": frames / wall,
-        "median_ms": {p: v * 1e3 for p, v in median.items()},
-        "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0.0,
-    }
-    print("median per chunk: " + ", ".join(f"{p} {v:.1f} ms" for p, v in result["median_ms"].items()))
-    print(f"FPS {result['fps']:.2f} ({frames} frames in {wall:.2f} s), peak {result['peak_gib']:.1f} GiB, "
-          f"compile={args.compile}, overlap={not args.no_overlap}, "
-          f"attention={args.attention}, cudnn.benchmark={args.cudnn_benchmark}, {result['gpu']}")
+    models = bench_models(not args.no_compile, args.vae_conv == "2d", args.smoke)
+    results = {}
+    for mode in args.modes.split(","):
+        scaling = None if mode == "plain" else ScalingConfig()
+        session = new_session(args.dir / mode, models, scaling, args.rewards)
+        loop = loop_for(session, models, None if scaling is None else reward_models(args.rewards, args.smoke))
+        timed = timed_run(session, loop, args.warmup + args.chunks)
+        rate, chunk_ms = fps(timed, args.warmup)
+        # committed records: plain LongLive's decode time is known only once its frames are
+        rows = [session.record(k)["seconds"] for k in range(args.warmup, session.head)]
+        results[mode] = {"fps": rate, "chunk_ms": chunk_ms,
+                         "median_ms": {p: statistics.median(r.get(p, 0.0) for r in rows) * 1e3 for p in PHASES},
+                         "peak_gib": peak_gib()}
+        del loop
+    print(f"{'':<12}" + "".join(f"{p:>14}" for p in PHASES) + f"{'chunk':>10}{'FPS':>8}")
+    for mode, r in results.items():
+        print(f"{mode:<12}" + "".join(f"{r['median_ms'][p]:>12.1f}ms" for p in PHASES)
+              + f"{r['chunk_ms']:>8.1f}ms{r['fps']:>8.2f}")
+    if len(results) == 2:
+        print(f"Stream-T1 / plain chunk time: {results['scaled']['chunk_ms'] / results['plain']['chunk_ms']:.2f}x")
+    print(f"{device_name()}, rewards {args.rewards}, compile {not args.no_compile}, torch {torch.__version__}, "
+          f"peak {peak_gib():.1f} GiB")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"rows": rows, **result}, f, indent=1)
+        Path(args.json).write_text(json.dumps({"gpu": device_name(), **results}, indent=1))
 
 
 if __name__ == "__main__":

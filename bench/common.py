@@ -1,0 +1,104 @@
+"""What the GPU benchmarks share: real-size random-init models as users' sessions load them, and
+a session of their own driven through `sessions.run.run`, the code path of `streamt1 new`."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from engine.config import StreamConfig
+from engine.models.factory import Models, random_models, tune_for_cuda
+from engine.models.presets import LONGLIVE, TINY, Preset
+from engine.records import ChunkRecord
+from engine.rewards.proxies import SharpnessProxy, TemporalConsistencyProxy
+from engine.scaling.config import ScalingConfig
+from engine.stream import ChunkLoop
+from sessions.run import RunSummary, run
+from sessions.runner import open_loop, spec_for
+from sessions.store import Session
+
+PROMPT = "a red fox running through fresh snow"
+
+
+def text_states(preset: Preset) -> torch.Tensor:
+    """Stand-in UMT5 output (the 5.7 B-parameter text encoder is not part of any timing)."""
+    torch.manual_seed(0)
+    return torch.randn(1, preset.text_len, preset.transformer["text_dim"])
+
+
+def bench_models(compile_blocks: bool, vae_convs_as_2d: bool = True, smoke: bool = False) -> Models:
+    """Real size on CUDA in bf16; `smoke`: the tiny preset on the CPU, to check a script in seconds."""
+    if smoke:
+        return random_models(TINY, torch.device("cpu"), torch.float32, with_text_encoder=False)
+    models = random_models(LONGLIVE, torch.device("cuda"), torch.bfloat16, with_text_encoder=False)
+    tune_for_cuda(models, compile_blocks=compile_blocks, vae_convs_as_2d=vae_convs_as_2d)
+    return models
+
+
+def reward_models(kind: str, smoke: bool = False):
+    """Real-size random-init HPSv3 (Qwen2-VL-7B) and VideoReward (Qwen2-VL-2B), or the proxies."""
+    if kind == "proxy" or smoke:
+        return SharpnessProxy(), TemporalConsistencyProxy()
+    from bench.reward_models import random_hpsv3, random_videoreward
+
+    return random_hpsv3(torch.device("cuda"), torch.bfloat16), random_videoreward(torch.device("cuda"), torch.bfloat16)
+
+
+def new_session(folder: Path, models: Models, scaling: ScalingConfig | None, rewards: str = "real",
+                snapshot_every: int = 40) -> Session:
+    shutil.rmtree(folder, ignore_errors=True)
+    names = ("hpsv3", "videoreward") if rewards == "real" else ("proxy", "proxy")
+    spec = spec_for(models.preset.name, 42, StreamConfig(), scaling, None if scaling is None else names, {0: PROMPT})
+    return Session.create(folder, replace(spec, snapshot_every=snapshot_every))
+
+
+def loop_for(session: Session, models: Models, scorers) -> ChunkLoop:
+    loop = open_loop(session.spec, models, scorers)
+    loop.prompts.add_states(PROMPT, text_states(models.preset))
+    return loop
+
+
+@dataclass(frozen=True)
+class Timed:
+    records: list[ChunkRecord]
+    arrivals: list[float]  # perf_counter when each chunk's record reached the caller
+    summary: RunSummary
+    wall: float
+
+
+def timed_run(session: Session, loop: ChunkLoop, chunks: int, report: bool = True) -> Timed:
+    records, arrivals = [], []
+
+    def on_record(record: ChunkRecord) -> None:
+        records.append(record)
+        arrivals.append(time.perf_counter())
+
+    start = time.perf_counter()
+    summary = run(session, loop, chunks, on_record, report=report)
+    return Timed(records, arrivals, summary, time.perf_counter() - start)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_gib() -> float:
+    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
+
+
+def device_name() -> str:
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
+def fps(timed: Timed, warmup: int, config: StreamConfig = StreamConfig()) -> tuple[float, float]:
+    """Frames per second and ms per chunk over the chunks after `warmup`, from record arrivals
+    (each chunk's record arrives once it is made; its decode may still overlap the next)."""
+    span = timed.arrivals[-1] - timed.arrivals[warmup - 1]
+    chunks = timed.records[warmup:]
+    frames = sum(config.pixel_frames(r.chunk) for r in chunks)
+    return frames / span, span / len(chunks) * 1e3
