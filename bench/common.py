@@ -70,15 +70,22 @@ class Timed:
     wall: float
 
 
-def timed_run(session: Session, loop: ChunkLoop, chunks: int, report: bool = True) -> Timed:
+def timed_run(session: Session, loop: ChunkLoop, chunks: int, report: bool = True, progress: bool = False) -> Timed:
     records, arrivals = [], []
 
     def on_record(record: ChunkRecord) -> None:
         records.append(record)
         arrivals.append(time.perf_counter())
+        if progress:
+            gap = arrivals[-1] - (arrivals[-2] if len(arrivals) > 1 else start)
+            print(f"  chunk {record.chunk}: {gap * 1e3:.0f} ms since the last, "
+                  + " ".join(f"{k} {v * 1e3:.0f}" for k, v in record.seconds.items()), flush=True)
 
     start = time.perf_counter()
     summary = run(session, loop, chunks, on_record, report=report)
+    if progress:
+        print(f"  run finished {time.perf_counter() - arrivals[-1]:.1f} s after the last chunk (final pick, video, report)",
+              flush=True)
     return Timed(records, arrivals, summary, time.perf_counter() - start)
 
 

@@ -52,10 +52,11 @@ def main() -> None:
     session = new_session(args.dir, models, None, snapshot_every=args.every)
     out: dict = {"gpu": device_name(), "every": args.every, "heads": {}}
     for head in (int(h) for h in args.heads.split(",")):
-        timed = timed_run(session, loop_for(session, models, None), head - session.head)
+        timed = timed_run(session, loop_for(session, models, None), head - session.head, progress=True)
         rate, chunk_ms = fps(timed, min(args.warmup, len(timed.records) - 1))
         snaps = [s for s in timed.summary.snapshots if s.bytes]
         session = Session.open(args.dir)
+        print(f"head {head} generated in {timed.wall:.1f} s", flush=True)
         row = {"fps": rate, "chunk_ms": chunk_ms, "generated": len(timed.records),
                "snapshot_gb": snaps[-1].bytes / 1e9, "snapshot_write_s": max(s.seconds for s in snaps),
                "with_stop_snapshot": timed_resume(session, models)}

@@ -133,5 +133,6 @@ def _segment_to(segment: CacheSegment, device: torch.device) -> CacheSegment:
 
 
 def _per_layer(value: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    """Per-layer tensors from a tuple, or from one stacked tensor (each layer its own memory)."""
+    """Per-layer tensors from a tuple, or from one stacked tensor (each layer its own memory, so
+    CPU kernels see the same alignment as for the loop's own tensors)."""
     return value if isinstance(value, tuple) else tuple(t.clone() for t in value.unbind(0))

@@ -165,25 +165,30 @@ class ChunkLoop:
             out.append(_Candidate(parent, child, seed, gen, propagate_noise(parent_noise, eps, sigma)))
         return out
 
-    def _extend(self, parent: BeamState | None, candidate: int, seed: int, noise: Tensor, latents: Tensor,
-                cpu_latents: Tensor, frames: Tensor | None, decoder_state: DecoderState, short: float, long: float,
-                flag: SinkRoute, prefix: AttentionPrefix | None, layout: RotaryLayout, text: TextContext) -> BeamState:
-        """A survivor: its clean cache-write forward, the push into its parent's cache and the
-        routing of what that evicts. Shared by generation and by `restore`. `latents` [1, C, F, h, w]
-        on the device, `cpu_latents` [C, F, h, w] their float32 CPU copy, `frames` uint8 or None."""
+    def _cache_write(self, parent: BeamState | None, latents: Tensor, flag: SinkRoute, prefix: AttentionPrefix | None,
+                     layout: RotaryLayout, text: TextContext) -> tuple[KVCache, list[SinkEvent]]:
+        """A survivor's clean t=0 forward, the push into its parent's cache and the routing of what
+        that evicts."""
         model, cfg = self.models.transformer, self.config
-        start = cfg.start_frame(self.chunk)
         zero_t = torch.zeros(1, device=self.models.device)
+        start = cfg.start_frame(self.chunk)
         _, segment = model.forward_chunk(latents, zero_t, start, text, prefix, capture_kv=True, position=layout.chunk)
         cache, evicted = (parent.cache if parent else KVCache()).push(replace(segment, route=flag), cfg)
         events: list[tuple[int, SinkRoute]] = []
         if self.scaling is not None:
             cache, events = route_evicted(cache, evicted, self.scaling.max_sink_frames, self.scaling.ema_alpha)
+        return cache, [SinkEvent(f, r.value) for f, r in events]
+
+    def _grow(self, parent: BeamState | None, cache: KVCache, events: list[SinkEvent], candidate: int, seed: int,
+              noise: Tensor, cpu_latents: Tensor, frames: Tensor | None, decoder_state: DecoderState, short: float,
+              long: float) -> BeamState:
+        """The survivor as a beam: `cpu_latents` [C, F, h, w] float32 CPU, `frames` uint8 or None."""
         base = parent or BeamState(cache=KVCache(), decoder=decoder_state, noise=noise, seed=seed, short_sum=0.0,
                                    short_count=0, last_long=None, window_latents=(), reward_frames=(),
                                    candidate=candidate)
-        return base.grown(cache, decoder_state, noise, seed, short, long, ChunkLatents(start, cpu_latents), frames,
-                          self.reward_chunks, candidate, [SinkEvent(f, r.value) for f, r in events])
+        return base.grown(cache, decoder_state, noise, seed, short, long,
+                          ChunkLatents(self.config.start_frame(self.chunk), cpu_latents), frames, self.reward_chunks,
+                          candidate, events)
 
     def _switch_prompt_if_due(self) -> None:
         """At a prompt switch, re-cache every beam's window under the new prompt (LongLive's KV
@@ -250,11 +255,12 @@ class ChunkLoop:
                       start: int) -> ChunkOutput:
         """Plain LongLive: cache write, then a decode that nothing here waits for."""
         parent = self.beams[0] if self.beams else None
+        with self.timer.phase("cache_write"):
+            cache, events = self._cache_write(parent, latents, SinkRoute.DISCARD, *contexts[cand.parent], text)
+        # queued after the cache write, so the decode overlaps the next chunk's denoising
         pending, state = self.decodes.decode(latents, None if parent is None else parent.decoder, overlap=True)
         cpu_latents = latents.float().cpu()
-        with self.timer.phase("cache_write"):
-            beam = self._extend(parent, 0, cand.seed, cand.noise, latents, cpu_latents[0], None, state, 0.0, 0.0,
-                                SinkRoute.DISCARD, *contexts[cand.parent], text)
+        beam = self._grow(parent, cache, events, 0, cand.seed, cand.noise, cpu_latents[0], None, state, 0.0, 0.0)
         self.beams = [beam]
         record = ChunkRecord(self.chunk, start, 0.0, prompt,
                              [CandidateRecord(0, cand.parent, 0, cand.seed, 0.0, 0.0, 0.0, True, SinkRoute.DISCARD.value)],
@@ -294,9 +300,9 @@ class ChunkLoop:
                 flags[i] = SinkRoute.DISCARD if parent is None else sink_flag(
                     float(shorts[i]), parent.earlier_short_mean, float(longs[i]), parent.last_long,
                     sc.short_threshold, sc.long_threshold)
-                new_beams.append(self._extend(parent, i, cand.seed, cand.noise, latents[i], cpu_latents[i],
-                                              kept_frames[i], decoded[i][1], float(shorts[i]), float(longs[i]),
-                                              flags[i], *contexts[cand.parent], text))
+                cache, events = self._cache_write(parent, latents[i], flags[i], *contexts[cand.parent], text)
+                new_beams.append(self._grow(parent, cache, events, i, cand.seed, cand.noise, cpu_latents[i],
+                                            kept_frames[i], decoded[i][1], float(shorts[i]), float(longs[i])))
         self.beams = new_beams
         record = ChunkRecord(
             chunk=self.chunk, start_frame=start, alpha=alpha, prompt=prompt,
@@ -344,11 +350,11 @@ class ChunkLoop:
                 layout = self._layout(cache, start)
                 contexts[cand.parent] = (self._prefix(cache, layout), layout)
             lat = latents[b : b + 1].to(self.models.device)
+            cache, events = self._cache_write(parent, lat, SinkRoute(cand.flag), *contexts[cand.parent], text)
             pending, state = self.decodes.decode(lat, None if parent is None else parent.decoder,
                                                  overlap=self.scaling is None)
             frames = None if self.scaling is None else to_uint8(pending.on_device()[0])
-            new_beams.append(self._extend(parent, summary.candidate, cand.seed, noise[b], lat, latents[b].float(),
-                                          frames, state, cand.short, cand.long, SinkRoute(cand.flag),
-                                          *contexts[cand.parent], text))
+            new_beams.append(self._grow(parent, cache, events, summary.candidate, cand.seed, noise[b],
+                                        latents[b].float(), frames, state, cand.short, cand.long))
         self.beams = new_beams
         self.chunk += 1
