@@ -8,6 +8,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -17,6 +18,7 @@ from engine.models.factory import Models
 from engine.rewards.base import ClipScorer, FrameScorer
 from engine.scaling.config import ScalingConfig
 from engine.scaling.search import BeamSearchStream, ChunkRecord
+from sessions.files import atomic_write, reason
 from sessions.store import Session, SessionError, SessionSpec
 
 FINAL_FILE = "final.json"
@@ -103,19 +105,40 @@ def _commit(session: Session, payload: dict, latents: Tensor, noise: Tensor, fra
 
 def save_final_pick(stream: BeamSearchStream, session: Session) -> int:
     """The reference's final pick (best surviving beam by the long-term scorer on the whole video)
-    for the current head; export reads it."""
+    for the current head, written atomically; export reads it."""
     beam = stream.best_beam_index()
-    (session.path / FINAL_FILE).write_text(json.dumps({"head": session.head, "beam": beam}))
+    try:
+        atomic_write(session.path / FINAL_FILE, json.dumps({"head": session.head, "beam": beam}))
+    except OSError as exc:
+        raise SessionError(f"writing {session.path / FINAL_FILE} failed ({reason(exc)}): all {session.head} chunks "
+                           "are committed; fix that and `streamt1 continue` it") from exc
     return beam
 
 
 def final_beam(session: Session) -> int:
+    """The saved final pick when it is for the current head, else beam 0 (beams are stored
+    best-fused first). A final.json that is not a pick of this session is an error, not a guess."""
     path = session.path / FINAL_FILE
-    if path.exists():
-        pick = json.loads(path.read_text())
-        if pick.get("head") == session.head:
-            return int(pick["beam"])
-    return 0  # beams are stored best-fused first
+    try:
+        pick = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return 0
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+        raise _bad_pick(path, type(exc).__name__) from exc
+    if not (isinstance(pick, dict) and all(isinstance(pick.get(k), int) and not isinstance(pick[k], bool)
+                                           for k in ("head", "beam"))):
+        raise _bad_pick(path, "not a {head, beam} pair of whole numbers")
+    if pick["head"] != session.head or session.head == 0:
+        return 0
+    beams = len(session.record(session.head - 1)["beams"])
+    if not 0 <= pick["beam"] < beams:
+        raise _bad_pick(path, f"beam {pick['beam']}, but the last chunk has beams 0..{beams - 1}")
+    return pick["beam"]
+
+
+def _bad_pick(path: Path, why: str) -> SessionError:
+    return SessionError(f"{path} is not a final pick written by streamt1 ({why}): delete it to use the "
+                        "best-fused beam")
 
 
 def lineage(session: Session, beam: int, upto: int) -> list[int]:
