@@ -24,11 +24,13 @@ from sessions.runner import (
     compute_of, generate, open_stream, replay, save_final_pick, spec_for, stream_config, video_frames,
 )
 from sessions.store import Session, SessionSpec
-from sessions.video import write_mp4
+from sessions.files import reason
+from sessions.video import VideoError, write_mp4
 from streamt1_cli.common import (
     ChunksOption, CompileOption, DeviceName, DeviceOption, DtypeName, DtypeOption, ModelDirOption, PresetName,
     QuietOption, SecondsOption, chunks_for, console, fail, resolve_device, resolve_dtype,
 )
+from streamt1_cli.signals import exit_code, what_stopped
 from streamt1_cli.view import UNTRAINED_LABEL, ScalingView
 
 VIDEO_FILE, LOG_FILE = "video.mp4", "chunks.jsonl"
@@ -70,9 +72,12 @@ def run_session(session: Session, num_chunks: int, model_dir: Path | None, dev: 
                 raise
     except StreamT1Error as err:
         fail(str(err))
-    except KeyboardInterrupt:
-        fail(f"interrupted: {session.path} holds {session.head} whole chunks; nothing half-done was kept. "
-             f"Resume with `streamt1 continue {session.path}`", code=130)
+    except OSError as err:  # a file the session writes besides its chunks (they stop the run as SessionError)
+        fail(f"writing {err.filename or session.path} failed ({reason(err)}): {session.path} holds {session.head} "
+             f"whole chunks; fix that and `streamt1 continue {session.path}`")
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the queued chunk was written first
+        fail(f"{what_stopped(exc)}: {session.path} holds {session.head} whole chunks; nothing half-done was kept. "
+             f"Resume with `streamt1 continue {session.path}`", code=exit_code(exc))
 
 
 def _run_locked(session: Session, num_chunks: int, model_dir: Path | None, dev: torch.device, dt: torch.dtype,
@@ -96,17 +101,16 @@ def _run_locked(session: Session, num_chunks: int, model_dir: Path | None, dev: 
             replay(stream, session)
     if not preset.trained:
         console.print(UNTRAINED_LABEL)
-    reprompted = None
-    if new_prompt is not None and new_prompt != stream.prompt_at(start):
-        reprompted = spec.reprompted(start, new_prompt)
-        stream.schedule = reprompted.schedule
+    reprompted = new_prompt is not None and new_prompt != stream.prompt_at(start)
+    if reprompted:  # committed with each new chunk (HEAD moving is the switch), then in session.toml
+        session.spec = spec.reprompted(start, new_prompt)
+        stream.schedule = session.spec.schedule
     names = ("none", "none") if scorers is None else (scorers[0].name, scorers[1].name)
     view = ScalingView(console, start + num_chunks, f"{spec.preset} {dev.type}", names, quiet, first_chunk=start)
 
     def after_commit(stored: dict) -> None:
-        if reprompted is not None and stored["chunk"] == start:
-            session.spec = reprompted
-            session.write_spec()  # a switch belongs to the session once its first chunk is committed
+        if reprompted and stored["chunk"] == start:
+            session.write_spec()  # the human-readable copy of the schedule its first chunk committed
         log.write(stored)
 
     with ChunkLog(session.path / LOG_FILE, (session.record(k) for k in range(start))) as log, view:
@@ -117,7 +121,11 @@ def _run_locked(session: Session, num_chunks: int, model_dir: Path | None, dev: 
 
 def write_video(session: Session) -> None:
     path = session.path / VIDEO_FILE
-    written = write_mp4(path, video_frames(session), stream_config(session.spec).fps)
+    try:
+        written = write_mp4(path, video_frames(session), stream_config(session.spec).fps)
+    except VideoError as err:
+        raise VideoError(f"{err}. All {session.head} chunks are committed: `streamt1 export {session.path} OUT.mp4` "
+                         "writes the video") from err
     label = "" if PRESETS[session.spec.preset].trained else " (untrained tiny preset)"
     console.print(escape(f"wrote {path}: {written} frames, {session.head} chunks{label}; "
                          f"records in {session.path / LOG_FILE}"))
