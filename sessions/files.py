@@ -1,5 +1,6 @@
 """Small files of a session written whole or not at all (HEAD, session.toml, chunks.jsonl,
-final.json): readers, and a process killed at any moment, see the old text or the new one."""
+final.json): readers, and a process killed at any moment, see the old text or the new one. What
+such a kill leaves behind is a hidden file named by LEFTOVERS, removed by the next run."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import uuid
 from contextlib import suppress
 from pathlib import Path
+
+LEFTOVERS = (".*.tmp", ".*.partial-*")  # temporary names of atomic_write and of video files
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -21,10 +21,11 @@ import json
 import math
 import os
 import shutil
+import stat
 import tomllib
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from engine.config import StreamConfig
 from engine.errors import StreamT1Error
 from engine.models.presets import PRESETS
 from engine.scaling.config import ScalingConfig
-from sessions.files import atomic_write, reason
+from sessions.files import LEFTOVERS, atomic_write, reason
 
 FORMAT = "streamt1-session"
 # 2: per-array digests in every chunk, session ids checked by branches; 3: digests cover the chunk's
@@ -373,7 +374,7 @@ class Session:
     def lock(self) -> Iterator[None]:
         """One process per session: a second one is refused instead of corrupting it. Once locked,
         HEAD must still be where `open` read it (another process may have committed in between),
-        and a stale session.toml is brought up to date."""
+        a stale session.toml is brought up to date, and what a killed run left is removed."""
         lock_path = self.path / LOCK_FILE
         try:
             f = open(lock_path, "a+")
@@ -388,17 +389,29 @@ class Session:
                 if _read_head(self.path) != self.head:
                     raise SessionError(f"{self.path} was extended by another streamt1 process while this one "
                                        "started: run the command again")
-                if self._spec_stale:
-                    try:
+                try:
+                    if self._spec_stale:
                         self.write_spec()
-                    except OSError as exc:
-                        raise _not_writable(self.path / SPEC_FILE, exc) from exc
+                    for leftover in (p for pattern in LEFTOVERS for p in self.path.glob(pattern)):
+                        if leftover.is_dir():
+                            shutil.rmtree(leftover)
+                        else:
+                            leftover.unlink()
+                except OSError as exc:
+                    raise _not_writable(Path(exc.filename or self.path), exc) from exc
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def disk_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+        """Bytes of the files under the session folder; a file that vanishes while it is counted
+        (a running command's temporary file, renamed into place) counts as 0."""
+        total = 0
+        for p in self.path.rglob("*"):
+            with suppress(FileNotFoundError):
+                st = p.lstat()
+                total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+        return total
 
 
 def _read_head(path: Path) -> int:

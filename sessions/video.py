@@ -4,10 +4,12 @@ a kill or a full disk never leaves a truncated video, nor removes the previous o
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
 from collections.abc import Iterable
+from contextlib import suppress
 from pathlib import Path
 
 import imageio.v2 as imageio
@@ -21,6 +23,7 @@ from engine.frames import to_uint8
 from sessions.files import reason
 
 FRAME_NAME = re.compile(r"frame_\d{5}\.png")  # what write_pngs writes, and all that --force replaces
+logging.getLogger("imageio_ffmpeg").setLevel(logging.ERROR)  # its warnings repeat what our one line says
 
 
 class VideoError(StreamT1Error):
@@ -33,7 +36,7 @@ def frames_hwc(frames: Tensor) -> np.ndarray:
 
 
 def _partial(path: Path, suffix: str = "") -> Path:
-    """A hidden sibling of `path` owned by this process."""
+    """A hidden sibling of `path` owned by this process (matched by files.LEFTOVERS)."""
     return path.with_name(f".{path.stem}.partial-{os.getpid()}{suffix}")
 
 
@@ -50,7 +53,9 @@ def write_mp4(path: Path, chunks: Iterable[Tensor], fps: int) -> int:
     partial = _partial(path, path.suffix)
     written = 0
     try:
-        with imageio.get_writer(partial, fps=fps, codec="libx264", quality=8, macro_block_size=8) as writer:
+        open(partial, "wb").close()  # a read-only or unwritable folder is reported in its own words, not as a broken pipe
+        with imageio.get_writer(partial, fps=fps, codec="libx264", quality=8, macro_block_size=8,
+                                ffmpeg_log_level="quiet") as writer:
             for chunk in chunks:
                 for frame in frames_hwc(chunk):
                     writer.append_data(frame)
@@ -64,7 +69,8 @@ def write_mp4(path: Path, chunks: Iterable[Tensor], fps: int) -> int:
     except (OSError, RuntimeError, VideoError) as exc:  # imageio-ffmpeg: OSError (broken pipe), RuntimeError
         raise _failed(path, exc) from exc
     finally:
-        partial.unlink(missing_ok=True)
+        with suppress(OSError):  # gone, or never made (a read-only disk reports EROFS, not ENOENT)
+            partial.unlink()
     return written
 
 

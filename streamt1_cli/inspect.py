@@ -24,22 +24,25 @@ stdout = Console()
 
 
 def list_(root: Annotated[Path, typer.Argument(help="Folder to search for sessions.")] = Path(".")) -> None:
-    """List the sessions under a folder."""
+    """List the sessions under a folder (those that cannot be opened are named below the table)."""
     if not root.is_dir():
         fail(f"{root} is not a folder: give the folder that holds your sessions")
     table = Table("session", "preset", "chunks", "scaling", "prompts", "branch of")
+    skipped: list[str] = []
     for spec_path in sorted(root.rglob(SPEC_FILE)):
         if any(part.startswith(STAGING_PREFIX) for part in spec_path.parts):
             continue  # a session being created, or left by a crash during creation
         try:
             s = Session.open(spec_path.parent)
         except StreamT1Error as err:
-            table.add_row(escape(str(spec_path.parent)), "-", "-", "-", f"[red]{escape(str(err))}[/]", "-")
+            skipped.append(f"skipped {spec_path.parent}: {err}")
             continue
         parent = "-" if s.spec.parent is None else f"{s.spec.parent['path']} @ {s.spec.parent['at']}"
         table.add_row(escape(str(s.path)), s.spec.preset, str(s.head), "plain" if s.spec.scaling is None else "Stream-T1",
                       str(len(s.spec.prompts)), escape(parent))
     stdout.print(table)
+    for line in skipped:
+        console.print(escape(line), style="yellow", highlight=False, soft_wrap=True)
 
 
 def chunk_bytes_at(preset_name: str, config: StreamConfig, beams: int) -> int:

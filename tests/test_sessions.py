@@ -180,7 +180,7 @@ def test_errors_leave_sessions_untouched(full6: Path, tmp_path: Path):
     assert "corrupt or foreign" in one_line_error("show", str(copy))
     (copy / SPEC_FILE).write_text(spec)
     (copy / HEAD_FILE).write_text("garbage")
-    assert "missing or corrupt" in one_line_error("continue", str(copy))
+    assert "is corrupt" in one_line_error("continue", str(copy))
 
     child = tmp_path / "child"
     parent = tmp_path / "parent"
