@@ -57,15 +57,21 @@ def spawn(*args: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def whole(path: Path) -> Session:
-    """The session opens, every committed chunk reads back, the log matches, nothing half-written is left."""
+def whole_chunks(path: Path) -> int:
+    """HEAD, once every committed chunk was read back (right after a kill, when leftovers may remain)."""
     session = Session.open(path)
     for k in range(session.head):
         session.chunk(k)
+    return session.head
+
+
+def whole(path: Path) -> int:
+    """HEAD, once every committed chunk was read back, the log matched and nothing half-written is left."""
+    head = whole_chunks(path)
     if (path / LOG_FILE).is_file():
-        assert [r["chunk"] for r in read_chunk_log(path / LOG_FILE)] == list(range(session.head))
+        assert [r["chunk"] for r in read_chunk_log(path / LOG_FILE)] == list(range(head))
     assert not [p.name for p in path.iterdir() if p.name.endswith(".tmp") or ".partial-" in p.name]
-    return session
+    return head
 
 
 def mount_tmpfs(where: Path, options: str) -> bool:
@@ -226,9 +232,9 @@ def test_continue_on_a_full_disk_stops_at_a_whole_chunk(three: Path, disk: Disk)
         head = Session.open(path).head
         result = runner.invoke(app, ["continue", str(path), "--chunks", "1", "--quiet"])
         outcomes.append("ok" if result.exit_code == 0 else run_error(result))
-        session = whole(path)
-        assert session.head in (head, head + 1)
-        if session.head == head + 1 and outcomes[-1] != "ok":  # the chunk is in; only the video failed
+        now = whole(path)
+        assert now in (head, head + 1)
+        if now == head + 1 and outcomes[-1] != "ok":  # the chunk is in; only the video failed
             assert "chunks are committed" in outcomes[-1]
     disk.free()
     assert any("No space left" in o for o in outcomes), outcomes
@@ -250,21 +256,21 @@ def test_export_to_a_read_only_disk_is_one_line(three: Path, tmp_path: Path):
 
 # --- 3. a kill while video.mp4 is written ---------------------------------------------------------
 def test_a_kill_while_the_video_is_written_keeps_a_whole_video(three: Path, tmp_path: Path):
+    """SIGKILL once this run's temporary video appears: video.mp4 is still the previous whole video
+    (or, had the rename just happened, the new whole one), never a truncated file."""
     path = copy_of(three, tmp_path / "s")
+    frames = iio.imread(path / VIDEO_FILE).shape[0]
     hits = 0
     for _ in range(3):
-        head = Session.open(path).head
         proc = spawn("continue", str(path), "--chunks", "1")
         while proc.poll() is None and not (path / f".video.partial-{proc.pid}.mp4").exists():
             time.sleep(0.001)
         hits += proc.poll() is None
         proc.kill()
         proc.communicate(timeout=60)
-        frames = iio.imread(path / VIDEO_FILE).shape[0]  # readable, and a whole video of some head
-        assert frames in {9 + 12 * (h - 1) for h in (head, Session.open(path).head)}
-        session = Session.open(path)
-        for k in range(session.head):
-            session.chunk(k)
+        head = whole_chunks(path)
+        previous, frames = frames, iio.imread(path / VIDEO_FILE).shape[0]
+        assert frames in (previous, 9 + 12 * (head - 1))
     assert hits >= 1  # at least one kill landed while the video was being written
 
 
@@ -416,3 +422,36 @@ def test_no_session_inside_another(three: Path):
                  ("new", FOX, "--session", str(three / "inner"))):
         assert f"inside the session {three.resolve()}" in one_line_error(*args)
     assert tree_digest(three) == before
+
+
+# --- 11. SIGTERM and SIGHUP stop like Ctrl-C --------------------------------------------------------
+SLOW_SECOND_COMMIT = (
+    "import sys, time\n"
+    "from sessions.store import Session\n"
+    "from streamt1_cli.launch import main\n"
+    "commit = Session.commit\n"
+    "def slow(self, record, *arrays):\n"
+    "    if record['chunk'] == 1:\n"
+    "        print('committing', flush=True)\n"
+    "        time.sleep(1)  # the signal arrives while this chunk is queued\n"
+    "    commit(self, record, *arrays)\n"
+    "Session.commit = slow\n"
+    "sys.argv = ['streamt1', 'new', 'a red fox', '--chunks', '6', '--session', sys.argv[1], '--quiet']\n"
+    "main()\n"
+)
+
+
+@pytest.mark.parametrize("sig, said", [(signal.SIGTERM, b"stopped by SIGTERM"), (signal.SIGHUP, b"stopped by SIGHUP"),
+                                       (signal.SIGINT, b"interrupted")])
+def test_stop_signals_write_the_queued_chunk_and_say_how_to_resume(tmp_path: Path, sig: int, said: bytes):
+    path = tmp_path / "s"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_SECOND_COMMIT, str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"committing"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    head = whole(path)
+    assert proc.returncode == 128 + sig, err.decode()[-500:]
+    assert head >= 2  # chunk 1 was queued for the disk when the signal came, and was written
+    assert said in err and f"holds {head} whole chunks".encode() in err and b"streamt1 continue" in err
+    assert b"Traceback" not in err

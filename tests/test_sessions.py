@@ -211,8 +211,8 @@ def test_errors_leave_sessions_untouched(full6: Path, tmp_path: Path):
 
 
 def test_killed_runs_reopen_at_a_whole_chunk_and_finish_identically(full6: Path, tmp_path: Path):
-    """SIGKILL (and SIGINT) at random moments of `new --chunks 6`: the session is always whole at
-    its HEAD, and `continue` reaches the uninterrupted run's chunks exactly."""
+    """SIGKILL (and SIGINT, SIGTERM, SIGHUP) at random moments of `new --chunks 6`: the session is
+    always whole at its HEAD, and `continue` reaches the uninterrupted run's chunks exactly."""
     rng = random.Random(1234)
     heads = []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -221,9 +221,9 @@ def test_killed_runs_reopen_at_a_whole_chunk_and_finish_identically(full6: Path,
         proc = subprocess.Popen([sys.executable, "-m", "streamt1_cli", "new", "a red fox", "--chunks", "6",
                                  "--session", str(path), "--quiet"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        # SIGKILL at a random moment once the session exists; Ctrl-C (SIGINT) once a chunk is in,
-        # where it must end the run cleanly (exit 130) and say how to continue
-        sig = signal.SIGINT if trial % 11 == 10 else signal.SIGKILL
+        # SIGKILL at a random moment once the session exists; Ctrl-C (SIGINT), SIGTERM or SIGHUP once
+        # a chunk is in, where each must end the run cleanly (exit 128 + signal) and say how to continue
+        sig = {7: signal.SIGTERM, 10: signal.SIGINT, 15: signal.SIGHUP, 21: signal.SIGTERM}.get(trial, signal.SIGKILL)
         deadline = time.time() + 60
         while proc.poll() is None and time.time() < deadline:
             head = (path / HEAD_FILE).read_text().strip() if (path / HEAD_FILE).exists() else ""
@@ -233,8 +233,8 @@ def test_killed_runs_reopen_at_a_whole_chunk_and_finish_identically(full6: Path,
         time.sleep(rng.uniform(0.0, 2.5 if sig == signal.SIGKILL else 0.5))
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
-        if sig == signal.SIGINT:
-            assert proc.returncode == 130, err.decode()[-500:]
+        if sig != signal.SIGKILL:
+            assert proc.returncode == 128 + sig, err.decode()[-500:]
             assert b"streamt1 continue" in err and b"whole chunks" in err
         session = Session.open(path)
         head = session.head
