@@ -203,7 +203,7 @@ class Session:
         if path.is_mount():
             raise SessionError(f"{path} is a mount point, which cannot be replaced by a session folder: give a new "
                                f"folder inside it, such as {path / 'session'}")
-        if inside := next((p for p in path.resolve().parents if os.path.isfile(p / SPEC_FILE)), None):
+        if inside := next((p for p in path.resolve().parents if _looks_like_session(p)), None):
             raise SessionError(f"{path} is inside the session {inside}: choose a folder outside any session")
         spec = replace(spec, id=uuid.uuid4().hex)
         staging = path.parent / f"{STAGING_PREFIX}{path.name}.{spec.id}"
@@ -412,6 +412,11 @@ class Session:
                 st = p.lstat()
                 total += st.st_size if stat.S_ISREG(st.st_mode) else 0
         return total
+
+
+def _looks_like_session(path: Path) -> bool:
+    """A session's files are there (another tool's session.toml alone does not count)."""
+    return all(os.path.isfile(path / name) for name in (SPEC_FILE, HEAD_FILE)) and os.path.isdir(path / STORE_DIR)
 
 
 def _read_head(path: Path) -> int:
