@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from engine.errors import StreamT1Error
 
+MAX_FPS = 240  # H.264 players and ffmpeg's default level
+
 
 @dataclass(frozen=True)
 class StreamConfig:
@@ -36,6 +38,10 @@ class StreamConfig:
             )
         if not self.timesteps or any(not 0 < t <= 1000 for t in self.timesteps):
             raise StreamT1Error("denoising timesteps must lie in (0, 1000]")
+        if not 0 < self.shift <= 100:  # the sigma shift divides; NaN fails here too
+            raise StreamT1Error(f"the timestep shift must lie in (0, 100], got {self.shift}")
+        if not 1 <= self.fps <= MAX_FPS:
+            raise StreamT1Error(f"fps must be a whole number from 1 to {MAX_FPS}, got {self.fps}")
 
     @property
     def sink_chunks(self) -> int:

@@ -4,23 +4,28 @@ exactly one line per committed chunk, written after its commit."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from sessions.files import atomic_write, reason
+from sessions.store import SessionError
+
 
 class ChunkLog:
-    """Rewrites `path` with the records already committed (a crash between a commit and its log
-    line, or a log from before a kill, is repaired here), then appends one line per new commit."""
+    """Rewrites `path` whole with the records already committed (a crash between a commit and its
+    log line, or a log from before a kill, is repaired here), then appends one line per new commit.
+    A log that cannot be written stops the run before it generates anything."""
 
     def __init__(self, path: Path, committed: Iterable[dict[str, Any]]) -> None:
         self.path = path
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            f.writelines(json.dumps(record, sort_keys=True) + "\n" for record in committed)
-        os.replace(tmp, path)
-        self._file = path.open("a", encoding="utf-8")
+        text = "".join(json.dumps(record, sort_keys=True) + "\n" for record in committed)
+        try:
+            atomic_write(path, text)
+            self._file = path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise SessionError(f"cannot write {path} ({reason(exc)}): free some disk space or move what is in "
+                               "the way, then run the command again") from exc
 
     def write(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(record, sort_keys=True) + "\n")

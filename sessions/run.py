@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 from engine.records import ChunkRecord
 from engine.stream import ChunkLoop
-from sessions.growing_video import rebuild_live_video
+from sessions.growing_video import VIDEO_FILE, rebuild_live_video
 from sessions.lineage import lineage, save_final_pick
 from sessions.records import ChunkLog
 from sessions.report.write import ReportWriter
 from sessions.runner import Resumed, SnapshotPolicy, final_pick, generate, resume, stream_config
 from sessions.snapshots import SnapshotWrite, remove_unfinished
 from sessions.store import Session
+from sessions.video import VideoError
 
 LOG_FILE = "chunks.jsonl"
 
@@ -44,16 +45,15 @@ def run(session: Session, loop: ChunkLoop, num_chunks: int, on_record: Callable[
             resumed = resume(loop, session)
         for line in resumed.skipped:
             on_note(f"note: {line}")
-    reprompted = None
-    if new_prompt is not None and new_prompt != loop.prompt_at(start):
-        reprompted = session.spec.reprompted(start, new_prompt)
-        loop.schedule = reprompted.schedule
+    reprompted = new_prompt is not None and new_prompt != loop.prompt_at(start)
+    if reprompted:  # committed with each new chunk (HEAD moving is the switch), then in session.toml
+        session.spec = session.spec.reprompted(start, new_prompt)
+        loop.schedule = session.spec.schedule
     writer = ReportWriter(session.path) if report else None
 
     def after_commit(record: ChunkRecord) -> None:
-        if reprompted is not None and record.chunk == start:
-            session.spec = reprompted
-            session.write_spec()
+        if reprompted and record.chunk == start:
+            session.write_spec()  # the human-readable copy of the schedule its first chunk committed
         log.write(record.to_json())
         if writer is not None:
             writer.after_commit(record.chunk + 1)
@@ -68,7 +68,11 @@ def run(session: Session, loop: ChunkLoop, num_chunks: int, on_record: Callable[
         raise
     beam = final_pick(session, loop.long_scorer, loop.models.device)
     save_final_pick(session, beam)
-    frames = video.finish(list(enumerate(lineage(session, beam, session.head)))[settled.settled:])
+    try:
+        frames = video.finish(list(enumerate(lineage(session, beam, session.head)))[settled.settled:])
+    except (OSError, RuntimeError) as exc:  # imageio-ffmpeg: a broken pipe (disk full), or ffmpeg's failure
+        raise VideoError(f"writing {session.path / VIDEO_FILE} failed ({exc}). All {session.head} chunks are "
+                         f"committed: `streamt1 export {session.path} OUT.mp4` writes the video") from exc
     if writer is not None:
         writer.close()
     return RunSummary(resumed, snapshots, beam, frames)

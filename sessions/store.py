@@ -6,20 +6,26 @@ cache, sink, decoder state) bit for bit: each surviving beam's clean latents and
 plus the chunk's record (seeds, parents, rewards, sink flags, prompt). Decoded frames are stored
 too (uint8) so that export needs no model. A chunk becomes visible only when `HEAD` moves past it
 (written last, atomically), so a crash at any moment leaves the session at its last whole chunk.
-A branch references its parent's chunks below the branch point instead of copying them.
+The prompt schedule a chunk was made under is committed with it, so HEAD moving is also the one
+atomic point of a prompt switch (session.toml, rewritten after it, is the human-readable copy).
+Every digest covers the chunk's identity (session id, index), so a moved or copied chunk reads
+as damaged. A branch references its parent's chunks below the branch point instead of copying them.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
+import stat
 import tomllib
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -35,9 +41,12 @@ from engine.errors import StreamT1Error
 from engine.models.presets import PRESETS
 from engine.positions import PositionMode
 from engine.scaling.config import ScalingConfig
+from sessions.files import LEFTOVERS, atomic_write, reason
 
 FORMAT = "streamt1-session"
-FORMAT_VERSION = 2  # 2: per-array digests in every chunk, session ids checked by branches
+# 2: per-array digests in every chunk, session ids checked by branches; 3: digests cover the chunk's
+# identity and its record, and each chunk holds its prompt schedule
+FORMAT_VERSION = 3
 SPEC_FILE, HEAD_FILE, STORE_DIR, LOCK_FILE = "session.toml", "HEAD", "store.zarr", ".lock"
 STAGING_PREFIX = ".creating-"  # a session being created (or left by a crash during creation)
 
@@ -81,9 +90,36 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _table_problem(name: str, table: Any, settings: type) -> str | None:
+    """What is wrong with a [stream] or [scaling] table, or None: each key must be a field of
+    `settings` with a value of its type (whole numbers for ints, finite numbers for floats), so
+    that a hand edit such as `window_chunks = 2.5` is refused here, not deep inside a run."""
+    if not isinstance(table, dict):
+        return f"{name} is not a table"
+    types = {f.name: f.type for f in fields(settings)}  # annotations as written: "int", "float", ...
+    for key, value in table.items():
+        kind = types.get(key)
+        if kind not in ("int", "float"):
+            return f"{name}.{key} is not a setting that a session can hold"
+        number = _is_int(value) or (kind == "float" and isinstance(value, float) and math.isfinite(value))
+        if not number:
+            return f"{name}.{key} = {value!r} is not a {'whole' if kind == 'int' else 'finite'} number"
+    return None
+
+
+def _prompts_problem(prompts: Any) -> str | None:
+    if (not isinstance(prompts, list) or not prompts
+            or not all(isinstance(p, dict) and set(p) == {"from_chunk", "prompt"} and _is_int(p["from_chunk"])
+                       and isinstance(p["prompt"], str) for p in prompts)
+            or [p["from_chunk"] for p in prompts] != sorted({p["from_chunk"] for p in prompts})
+            or prompts[0]["from_chunk"] != 0):
+        return "prompts is not a sorted list of {from_chunk, prompt} starting at chunk 0"
+    return None
+
+
 def _spec_problem(raw: dict[str, Any]) -> str | None:
-    """What is wrong with a parsed session.toml, or None. Checks the shapes that the rest of the
-    code relies on, so a hand-edited or foreign file fails here, in one line, not deep inside."""
+    """What is wrong with a parsed session.toml, or None. Checks every value the run uses, so a
+    hand-edited or foreign file fails here, in one line, not deep inside."""
     names = {f.name for f in fields(SessionSpec)}
     if raw.get("format") != FORMAT:
         return f"format is {raw.get('format')!r}, not {FORMAT!r}"
@@ -97,20 +133,14 @@ def _spec_problem(raw: dict[str, Any]) -> str | None:
         return f"preset {raw.get('preset')!r} is not one of {sorted(PRESETS)}"
     if not _is_int(raw.get("seed")) or not 0 <= raw["seed"] < 2**62:
         return "seed is not a whole number in [0, 2^62)"
-    if not isinstance(raw.get("stream"), dict) or not all(_is_int(v) for v in raw["stream"].values()):
-        return "stream is not a table of whole numbers"
-    prompts = raw.get("prompts")
-    if (not isinstance(prompts, list) or not prompts
-            or not all(isinstance(p, dict) and set(p) == {"from_chunk", "prompt"} and _is_int(p["from_chunk"])
-                       and isinstance(p["prompt"], str) for p in prompts)
-            or [p["from_chunk"] for p in prompts] != sorted({p["from_chunk"] for p in prompts})
-            or prompts[0]["from_chunk"] != 0):
-        return "prompts is not a sorted list of {from_chunk, prompt} starting at chunk 0"
+    if problem := (_table_problem("stream", raw.get("stream"), StreamConfig) or _prompts_problem(raw.get("prompts"))
+                   or ("scaling" in raw and _table_problem("scaling", raw["scaling"], ScalingConfig))):
+        return problem
     try:
         stream = StreamConfig(**raw["stream"])
         if "scaling" in raw:
             ScalingConfig(**raw["scaling"]).check_stream(stream)
-    except (StreamT1Error, TypeError) as exc:
+    except StreamT1Error as exc:
         return f"bad stream or scaling settings: {exc}"
     rewards = raw.get("rewards")
     if rewards is not None and not (isinstance(rewards, list) and len(rewards) == 2
@@ -137,8 +167,13 @@ def _spec_problem(raw: dict[str, Any]) -> str | None:
 ARRAYS = ("latents", "noise", "frames")  # per chunk, in StoredChunk's field order
 
 
-def _digest(data: np.ndarray) -> str:
-    return hashlib.blake2b(np.ascontiguousarray(data).data, digest_size=16).hexdigest()
+def _digest(identity: str, *parts: bytes | np.ndarray) -> str:
+    """BLAKE2b of a chunk's identity ("session id/chunk/what") followed by its data: the same bytes
+    under another chunk index or session give another digest."""
+    h = hashlib.blake2b(identity.encode() + b"\0", digest_size=16)
+    for part in parts:
+        h.update(np.ascontiguousarray(part).data if isinstance(part, np.ndarray) else part)
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -149,22 +184,22 @@ class StoredChunk:
     frames: Tensor  # [beams, 3, F, H, W] uint8
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _not_writable(path: Path, exc: OSError) -> SessionError:
+    fix = ("it is not yours to write: `streamt1 branch` it into a folder of yours"
+           if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else f"move {path} out of the way")
+    return SessionError(f"cannot open {path} for writing ({reason(exc)}): {fix}")
 
 
 class Session:
-    """Open with `Session.open` (checks it), make with `Session.create`."""
+    """Open with `Session.open` (checks it), make with `Session.create`. `head` is read once, when
+    opened, so that one command sees one consistent session while another process extends it."""
 
-    def __init__(self, path: Path, spec: SessionSpec) -> None:
+    def __init__(self, path: Path, spec: SessionSpec, head: int) -> None:
         self.path = path
         self.spec = spec
+        self.head = head  # number of committed chunks (a branch counts its parent's below the branch point)
         self._parent: Session | None = None
+        self._spec_stale = False  # session.toml lags the schedule committed with the last chunk
 
     # --- creating and opening --------------------------------------------------------------------
     @classmethod
@@ -174,22 +209,27 @@ class Session:
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise SessionError(f"{path} already exists and is not an empty folder: choose a new session path, "
                                f"or extend it with `streamt1 continue {path}`")
+        if path.is_mount():
+            raise SessionError(f"{path} is a mount point, which cannot be replaced by a session folder: give a new "
+                               f"folder inside it, such as {path / 'session'}")
+        if inside := next((p for p in path.resolve().parents if _looks_like_session(p)), None):
+            raise SessionError(f"{path} is inside the session {inside}: choose a folder outside any session")
         spec = replace(spec, id=uuid.uuid4().hex)
         staging = path.parent / f"{STAGING_PREFIX}{path.name}.{spec.id}"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             staging.mkdir()
             zarr.open_group(staging / STORE_DIR, mode="w", zarr_format=3)
-            cls(staging, spec).write_spec()
-            _atomic_write(staging / HEAD_FILE, f"{head}\n")
+            cls(staging, spec, head).write_spec()
+            atomic_write(staging / HEAD_FILE, f"{head}\n")
             if path.exists():
                 path.rmdir()  # empty, checked above
             os.rename(staging, path)
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
-            raise SessionError(f"cannot create a session at {path} ({exc.strerror or type(exc).__name__}): "
-                               "choose a path in a writable folder") from exc
-        return cls(path, spec)
+            fix = "free some disk space" if exc.errno == errno.ENOSPC else "choose a path in a writable folder"
+            raise SessionError(f"cannot create a session at {path} ({reason(exc)}): {fix}") from exc
+        return cls(path, spec, head)
 
     @classmethod
     def open(cls, path: Path, _children: frozenset[Path] = frozenset()) -> Session:
@@ -199,12 +239,16 @@ class Session:
             raise SessionError(f"{path} is its own ancestor (a branch's parent path leads back to it): restore the "
                                "original parent folder")
         spec_path = path / SPEC_FILE
-        if not path.is_dir():
+        if not path.exists():
             raise SessionError(f"no session at {path}: the folder does not exist (start one with `streamt1 new`)")
+        if not path.is_dir():
+            raise SessionError(f"{path} is a file, not a session folder: give the folder that holds {SPEC_FILE}")
         if not spec_path.is_file():
             raise SessionError(f"{path} is not a streamt1 session (no {SPEC_FILE}): check the path")
         try:
             raw = tomllib.loads(spec_path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SessionError(f"cannot read {spec_path} ({reason(exc)}): check its permissions") from exc
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise SessionError(f"{spec_path} is corrupt or foreign ({type(exc).__name__}): it was not written by "
                                "this streamt1; restore it or start a new session") from exc
@@ -213,32 +257,36 @@ class Session:
         if raw["format_version"] != FORMAT_VERSION:
             raise SessionError(f"{path} was written by a streamt1 with session format {raw['format_version']}; this "
                                f"one reads format {FORMAT_VERSION}: use the matching streamt1 version")
-        session = cls(path, SessionSpec(**raw))
-        session.head  # validates HEAD
+        session = cls(path, SessionSpec(**raw), _read_head(path))
         if session.spec.parent is not None:
             expected = session.spec.parent
             parent = session._open_parent(_children | {path.resolve()})
             if parent.spec.id != expected["id"] or parent.head < expected["at"]:
                 raise SessionError(f"parent session {parent.path} is not the one this branch was made from (it was "
                                    "replaced or rewritten): put the original back there, or start a new session")
+        session._adopt_committed_schedule()
         return session
+
+    def _adopt_committed_schedule(self) -> None:
+        """Take the prompt schedule from the last own committed chunk: session.toml is rewritten
+        only after a commit, so a kill in between leaves it behind HEAD. A damaged last chunk keeps
+        session.toml's schedule; whatever reads that chunk reports the damage."""
+        if self.head <= (self.spec.parent["at"] if self.spec.parent else 0):
+            return
+        try:
+            prompts = self._stored(self.head - 1, with_arrays=False)[1]
+        except SessionError:
+            return
+        if prompts != self.spec.prompts:
+            self.spec = replace(self.spec, prompts=prompts)
+            self._spec_stale = True
 
     def write_spec(self) -> None:
         spec = {k: v for k, v in asdict(self.spec).items() if v is not None}
-        _atomic_write(self.path / SPEC_FILE, tomli_w.dumps(spec))
+        atomic_write(self.path / SPEC_FILE, tomli_w.dumps(spec))
+        self._spec_stale = False
 
     # --- reading ---------------------------------------------------------------------------------
-    @property
-    def head(self) -> int:
-        """Number of committed chunks (a branch counts its parent's chunks below the branch point)."""
-        try:
-            head = int((self.path / HEAD_FILE).read_text().strip())
-        except (OSError, ValueError) as exc:
-            raise SessionError(f"{self.path / HEAD_FILE} is missing or corrupt: the session cannot be trusted") from exc
-        if head < 0:
-            raise SessionError(f"{self.path / HEAD_FILE} is corrupt (head {head}): the session cannot be trusted")
-        return head
-
     @property
     def parent(self) -> Session:
         """Opened (and checked) once: a branch's replay reads every early chunk through it."""
@@ -248,6 +296,9 @@ class Session:
 
     def _open_parent(self, children: frozenset[Path]) -> Session:
         parent_path = Path(self.spec.parent["path"])
+        if not parent_path.exists():
+            raise SessionError(f"branch {self.path} needs its parent {parent_path}, which is gone (moved or "
+                               "deleted): put it back at that path")
         try:
             self._parent = Session.open(parent_path, children)
         except SessionError as exc:
@@ -269,38 +320,48 @@ class Session:
         return SessionError(f"chunk {k} of {self.path} is damaged ({why}): restore the session from a backup, or "
                             f"`streamt1 branch {self.path} --at K` at a chunk K before it")
 
-    def record(self, k: int) -> dict[str, Any]:
-        """Chunk k's record alone (what `show` and lineages need; no arrays are read)."""
-        return next(self.records(k, k + 1))
-
-    def records(self, start: int = 0, stop: int | None = None) -> Iterator[dict[str, Any]]:
-        """Records of chunks start..stop-1 (default: up to the head), opening each store once: a long
-        session's report reads thousands, and opening a store costs more than reading a record."""
-        stores: dict[Path, zarr.Group] = {}
-        for k in range(start, self.head if stop is None else stop):
-            owner = self._owner(k)
-            try:
-                if owner.path not in stores:
-                    stores[owner.path] = zarr.open_group(owner.path / STORE_DIR, mode="r")
-                record = json.loads(stores[owner.path][f"chunks/{k}"].attrs["record"])
-            except Exception as exc:  # any failure to read committed data means the store is damaged
-                raise owner._damaged(k, type(exc).__name__) from exc
-            yield record
-
-    def chunk(self, k: int) -> StoredChunk:
-        """Chunk k with its arrays, each checked against the digest written at commit (zarr reads a
-        missing chunk file back as zeros, so a deleted or truncated file would pass unnoticed)."""
+    def _stored(self, k: int, with_arrays: bool, stores: dict[Path, zarr.Group] | None = None,
+                ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, np.ndarray]]:
+        """Chunk k's record, prompt schedule and (if asked) arrays, each checked against the digest
+        written at commit. Zarr reads a missing chunk file back as zeros, so a deleted or truncated
+        file would pass unnoticed; the digests cover the chunk's identity, so a chunk folder moved or
+        copied from another index or session is caught too. `stores` keeps opened stores for a
+        caller reading many chunks (opening a store costs more than reading a record)."""
         owner = self._owner(k)
         try:
-            g = zarr.open_group(owner.path / STORE_DIR, mode="r")[f"chunks/{k}"]
-            arrays = {name: np.asarray(g[name][...]) for name in ARRAYS}
+            stores = {} if stores is None else stores
+            if owner.path not in stores:
+                stores[owner.path] = zarr.open_group(owner.path / STORE_DIR, mode="r")
+            g = stores[owner.path][f"chunks/{k}"]
             digests = dict(g.attrs["digests"])
-            record = json.loads(g.attrs["record"])
+            texts = (str(g.attrs["record"]), str(g.attrs["prompts"]))
+            arrays = {name: np.asarray(g[name][...]) for name in ARRAYS} if with_arrays else {}
         except Exception as exc:  # any failure to read committed data means the store is damaged
             raise owner._damaged(k, type(exc).__name__) from exc
+        identity = f"{owner.spec.id}/{k}"
+        if _digest(f"{identity}/meta", *(t.encode() for t in texts)) != digests.get("meta"):
+            raise owner._damaged(k, "its record does not match its digest: edited, or moved from another chunk")
         for name, data in arrays.items():
-            if _digest(data) != digests.get(name):
+            if _digest(f"{identity}/{name}", data) != digests.get(name):
                 raise owner._damaged(k, f"{name} does not match its digest")
+        record, prompts = (json.loads(t) for t in texts)
+        if _prompts_problem(prompts):
+            raise owner._damaged(k, "its prompt schedule is malformed")
+        return record, prompts, arrays
+
+    def record(self, k: int) -> dict[str, Any]:
+        """Chunk k's record alone (what `show` and lineages need; no arrays are read)."""
+        return self._stored(k, with_arrays=False)[0]
+
+    def records(self, start: int = 0, stop: int | None = None) -> Iterator[dict[str, Any]]:
+        """Records of chunks start..stop-1 (default: up to the head), opening each store once."""
+        stores: dict[Path, zarr.Group] = {}
+        for k in range(start, self.head if stop is None else stop):
+            yield self._stored(k, with_arrays=False, stores=stores)[0]
+
+    def chunk(self, k: int) -> StoredChunk:
+        """Chunk k with its arrays."""
+        record, _, arrays = self._stored(k, with_arrays=True)
         return StoredChunk(record, *(torch.from_numpy(arrays[name]) for name in ARRAYS))
 
     def chunks(self, upto: int | None = None) -> Iterator[StoredChunk]:
@@ -309,34 +370,87 @@ class Session:
 
     # --- writing ---------------------------------------------------------------------------------
     def commit(self, record: dict[str, Any], latents: Tensor, noise: Tensor, frames: Tensor) -> None:
-        """Write chunk `record["chunk"]` (which must be the head) and then move HEAD past it."""
+        """Write chunk `record["chunk"]` (which must be the head) with the prompt schedule it was made
+        under (`spec.prompts`), then move HEAD past it."""
         k = record["chunk"]
         if k != self.head:
             raise SessionError(f"commit of chunk {k} at head {self.head}")
         group = zarr.open_group(self.path / STORE_DIR, mode="a")
         g = group.require_group(f"chunks/{k}")
+        identity = f"{self.spec.id}/{k}"
         digests = {}
         for name, tensor in zip(ARRAYS, (latents, noise, frames)):
             data = tensor.detach().cpu().numpy()
             array = g.create_array(name, shape=data.shape, dtype=data.dtype, chunks=data.shape, overwrite=True)
             array[...] = data
-            digests[name] = _digest(data)
-        g.attrs["digests"] = digests
-        g.attrs["record"] = json.dumps(record)
-        _atomic_write(self.path / HEAD_FILE, f"{k + 1}\n")
+            digests[name] = _digest(f"{identity}/{name}", data)
+        texts = (json.dumps(record), json.dumps(self.spec.prompts))
+        digests["meta"] = _digest(f"{identity}/meta", *(t.encode() for t in texts))
+        g.attrs.update({"record": texts[0], "prompts": texts[1], "digests": digests})
+        atomic_write(self.path / HEAD_FILE, f"{k + 1}\n")
+        self.head = k + 1
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """One process per session: a second one is refused instead of corrupting it."""
-        with open(self.path / LOCK_FILE, "a+") as f:
+        """One process per session: a second one is refused instead of corrupting it. Once locked,
+        HEAD must still be where `open` read it (another process may have committed in between),
+        a stale session.toml is brought up to date, and what a killed run left is removed."""
+        lock_path = self.path / LOCK_FILE
+        try:
+            f = open(lock_path, "a+")
+        except OSError as exc:
+            raise _not_writable(lock_path, exc) from exc
+        with f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
                 raise SessionError(f"{self.path} is in use by another streamt1 process: wait for it to finish") from exc
             try:
+                if _read_head(self.path) != self.head:
+                    raise SessionError(f"{self.path} was extended by another streamt1 process while this one "
+                                       "started: run the command again")
+                try:
+                    if self._spec_stale:
+                        self.write_spec()
+                    for leftover in (p for pattern in LEFTOVERS for p in self.path.glob(pattern)):
+                        if leftover.is_dir():
+                            shutil.rmtree(leftover)
+                        else:
+                            leftover.unlink()
+                except OSError as exc:
+                    raise _not_writable(Path(exc.filename or self.path), exc) from exc
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def disk_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+        """Bytes of the files under the session folder; a file that vanishes while it is counted
+        (a running command's temporary file, renamed into place) counts as 0."""
+        total = 0
+        for p in self.path.rglob("*"):
+            with suppress(FileNotFoundError):
+                st = p.lstat()
+                total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+        return total
+
+
+def _looks_like_session(path: Path) -> bool:
+    """A session's files are there (another tool's session.toml alone does not count)."""
+    return all(os.path.isfile(path / name) for name in (SPEC_FILE, HEAD_FILE)) and os.path.isdir(path / STORE_DIR)
+
+
+def _read_head(path: Path) -> int:
+    head_path = path / HEAD_FILE
+    try:
+        text = head_path.read_text()
+    except FileNotFoundError as exc:
+        raise SessionError(f"{head_path} is missing: the session cannot be trusted") from exc
+    except OSError as exc:
+        raise SessionError(f"cannot read {head_path} ({reason(exc)}): check its permissions") from exc
+    try:
+        head = int(text.strip())
+    except ValueError as exc:
+        raise SessionError(f"{head_path} is corrupt: the session cannot be trusted") from exc
+    if head < 0:
+        raise SessionError(f"{head_path} is corrupt (head {head}): the session cannot be trusted")
+    return head

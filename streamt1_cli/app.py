@@ -15,6 +15,7 @@ from streamt1_cli.common import console, fail
 from streamt1_cli.generate import branch, continue_, new
 from streamt1_cli.inspect import export, list_, show
 from streamt1_cli.report import report
+from streamt1_cli.signals import exit_code, what_stopped
 
 app = typer.Typer(
     help="Long streaming video generation (LongLive on Wan2.1) with Stream-T1 test-time scaling.",
@@ -66,6 +67,6 @@ def download(
 def main() -> None:
     try:
         app()
-    except KeyboardInterrupt:  # before a session loop took over (start-up, model loading)
-        console.print("[bold red]error:[/] interrupted before any session was changed")
-        raise SystemExit(130) from None
+    except KeyboardInterrupt as exc:  # before a session loop took over (start-up, model loading)
+        console.print(f"[bold red]error:[/] {what_stopped(exc)} before any session was changed")
+        raise SystemExit(exit_code(exc)) from None

@@ -25,10 +25,12 @@ from sessions.report.write import REPORT_FILE
 from sessions.run import LOG_FILE, run
 from sessions.runner import compute_of, open_loop, spec_for, stream_config
 from sessions.store import Session, SessionSpec
+from sessions.files import reason
 from streamt1_cli.common import (
     ChunksOption, CompileOption, PositionsOption, DeviceName, DeviceOption, DtypeName, DtypeOption, ModelDirOption, PresetName,
     QuietOption, SecondsOption, chunks_for, console, fail, resolve_device, resolve_dtype,
 )
+from streamt1_cli.signals import exit_code, what_stopped
 from streamt1_cli.view import UNTRAINED_LABEL, ScalingView
 
 MAX_SEED = 2**62 - 1  # seeds derived per chunk and candidate stay inside torch's 64-bit range
@@ -69,9 +71,12 @@ def run_session(session: Session, num_chunks: int, model_dir: Path | None, dev: 
                 raise
     except StreamT1Error as err:
         fail(str(err))
-    except KeyboardInterrupt:
-        fail(f"interrupted: {session.path} holds {session.head} whole chunks; nothing half-done was kept. "
-             f"Resume with `streamt1 continue {session.path}`", code=130)
+    except OSError as err:  # a file the session writes besides its chunks (they stop the run as SessionError)
+        fail(f"writing {err.filename or session.path} failed ({reason(err)}): {session.path} holds {session.head} "
+             f"whole chunks; fix that and `streamt1 continue {session.path}`")
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the queued chunk was written first
+        fail(f"{what_stopped(exc)}: {session.path} holds {session.head} whole chunks; nothing half-done was kept. "
+             f"Resume with `streamt1 continue {session.path}`", code=exit_code(exc))
 
 
 def _run_locked(session: Session, num_chunks: int, model_dir: Path | None, dev: torch.device, dt: torch.dtype,

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Optional
 
-import imageio.v3 as iio
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -17,30 +16,34 @@ from engine.errors import StreamT1Error
 from engine.models.presets import PRESETS
 from sessions.lineage import final_beam, lineage
 from sessions.runner import stream_config, video_frames
+from sessions.files import reason
 from sessions.store import SPEC_FILE, STAGING_PREFIX, Session
-from sessions.video import frames_hwc, write_mp4
+from sessions.video import FRAME_NAME, write_mp4, write_pngs
 from streamt1_cli.common import chunks_for, console, fail
 
 stdout = Console()
 
 
 def list_(root: Annotated[Path, typer.Argument(help="Folder to search for sessions.")] = Path(".")) -> None:
-    """List the sessions under a folder."""
+    """List the sessions under a folder (those that cannot be opened are named below the table)."""
     if not root.is_dir():
         fail(f"{root} is not a folder: give the folder that holds your sessions")
     table = Table("session", "preset", "chunks", "scaling", "prompts", "branch of")
+    skipped: list[str] = []
     for spec_path in sorted(root.rglob(SPEC_FILE)):
         if any(part.startswith(STAGING_PREFIX) for part in spec_path.parts):
             continue  # a session being created, or left by a crash during creation
         try:
             s = Session.open(spec_path.parent)
         except StreamT1Error as err:
-            table.add_row(escape(str(spec_path.parent)), "-", "-", "-", f"[red]{escape(str(err))}[/]", "-")
+            skipped.append(f"skipped {spec_path.parent}: {err}")
             continue
         parent = "-" if s.spec.parent is None else f"{s.spec.parent['path']} @ {s.spec.parent['at']}"
         table.add_row(escape(str(s.path)), s.spec.preset, str(s.head), "plain" if s.spec.scaling is None else "Stream-T1",
                       str(len(s.spec.prompts)), escape(parent))
     stdout.print(table)
+    for line in skipped:
+        console.print(escape(line), style="yellow", highlight=False, soft_wrap=True)
 
 
 def chunk_bytes_at(preset_name: str, config: StreamConfig, beams: int) -> int:
@@ -114,42 +117,62 @@ def show(
                  f"chunk, {info['real_size_bytes_30s'] / 1e9:.2f} GB for a 30 s video ({chunks_30s} chunks), uncompressed")
 
 
+OTHER_MEDIA = {".avi", ".gif", ".jpeg", ".jpg", ".mkv", ".mov", ".png", ".webm", ".webp"}  # not written
+
+
+def export_target_problem(out: Path, session: Session, force: bool) -> str | None:
+    """What is wrong with an export target, or None. One rule for both kinds: nothing is replaced
+    without --force, and --force replaces only a file or an earlier export's frames."""
+    out_abs, session_abs = out.resolve(), session.path.resolve()
+    if out_abs == session_abs or session_abs in out_abs.parents:
+        return f"{out} is inside the session folder: export somewhere else"
+    if not out_abs.parent.is_dir():
+        return f"{out.parent} does not exist: create it first, or export elsewhere"
+    if out.suffix.lower() in OTHER_MEDIA:
+        return f"{out}: give a path ending in .mp4 for a video, or a folder for PNG frames"
+    if out.suffix.lower() == ".mp4":
+        if out.is_dir():
+            return f"{out} is a folder: give a file name ending in .mp4"
+        if out.exists() and not force:
+            return f"{out} exists: add --force to replace it, or choose another name"
+        return None
+    if out.exists() and not out.is_dir():
+        return f"{out} is a file: PNG frames go to a new or empty folder"
+    existing = [p.name for p in out.iterdir()] if out.exists() else []
+    if existing and not force:
+        return f"{out} exists and is not an empty folder: add --force to replace an earlier export's frames there"
+    if any(not FRAME_NAME.fullmatch(name) for name in existing):
+        return f"{out} holds other files than an earlier export's frames: PNG frames go to a new or empty folder"
+    return None
+
+
 def export(
     path: Annotated[Path, typer.Argument(help="The session.")],
-    out: Annotated[Path, typer.Argument(help="OUT.mp4 for a video, or a folder for PNG frames.")],
+    out: Annotated[Path, typer.Argument(help="OUT.mp4 for a video, or a folder for PNG frames (any other name).")],
     beam: Annotated[Optional[int], typer.Option(help="Surviving beam at the head whose video to export (default: the final pick).")] = None,
     upto: Annotated[Optional[int], typer.Option(help="Export only that video's chunks 0..UPTO-1.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing OUT.mp4, or an earlier export's PNG frames in OUT.")] = False,
 ) -> None:
-    """Write a session's video (or its frames as PNGs)."""
+    """Write a session's video (or its frames as PNGs). Nothing is replaced without --force."""
     try:
         s = Session.open(path)
         if s.head == 0:
             raise StreamT1Error(f"{path} has no committed chunk yet: nothing to export")
+        # The target is checked before any chunk is read: a 30 s video is ~1 GB of stored frames.
+        problem = export_target_problem(out, s, force)
     except StreamT1Error as err:
         fail(str(err))
-    # The target is checked before any chunk is read: a 30 s video is ~1 GB of stored frames.
-    out_abs, session_abs = out.resolve(), s.path.resolve()
-    if out_abs == session_abs or session_abs in out_abs.parents:
-        fail(f"{out} is inside the session folder: export somewhere else")
-    if not out_abs.parent.is_dir():
-        fail(f"{out.parent} does not exist: create it first, or export elsewhere")
-    as_mp4 = out.suffix.lower() == ".mp4"
-    if out.suffix and not as_mp4:
-        fail(f"{out}: give a path ending in .mp4, or a folder for PNG frames")
-    if not as_mp4 and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        fail(f"{out} exists and is not an empty folder: PNG frames go to a new or empty folder")
+    except OSError as err:
+        fail(f"cannot check the export target {out} ({reason(err)}): export somewhere else")
+    if problem:
+        fail(problem)
     try:
         frames = video_frames(s, beam, upto)
+        if out.suffix.lower() == ".mp4":
+            written = write_mp4(out, frames, stream_config(s.spec).fps)
+            console.print(f"wrote {escape(str(out))}: {written} frames")
+        else:
+            written = write_pngs(out, frames)
+            console.print(f"wrote {written} PNG frames to {escape(str(out))}")
     except StreamT1Error as err:
         fail(str(err))
-    if as_mp4:
-        written = write_mp4(out, frames, stream_config(s.spec).fps)
-        console.print(f"wrote {escape(str(out))}: {written} frames")
-        return
-    out.mkdir(exist_ok=True)
-    n = 0
-    for f in frames:
-        for frame in frames_hwc(f):
-            iio.imwrite(out / f"frame_{n:05d}.png", frame)
-            n += 1
-    console.print(f"wrote {n} PNG frames to {escape(str(out))}")

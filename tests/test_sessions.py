@@ -196,7 +196,7 @@ def test_errors_leave_sessions_untouched(full6: Path, tmp_path: Path):
     assert "corrupt or foreign" in one_line_error("show", str(copy))
     (copy / SPEC_FILE).write_text(spec)
     (copy / HEAD_FILE).write_text("garbage")
-    assert "missing or corrupt" in one_line_error("continue", str(copy))
+    assert "is corrupt" in one_line_error("continue", str(copy))
 
     child = tmp_path / "child"
     parent = tmp_path / "parent"
@@ -227,8 +227,8 @@ def test_errors_leave_sessions_untouched(full6: Path, tmp_path: Path):
 
 
 def test_killed_runs_reopen_at_a_whole_chunk_and_finish_identically(full6: Path, tmp_path: Path):
-    """SIGKILL (and SIGINT) at random moments of `new --chunks 6`: the session is always whole at
-    its HEAD, and `continue` reaches the uninterrupted run's chunks exactly."""
+    """SIGKILL (and SIGINT, SIGTERM, SIGHUP) at random moments of `new --chunks 6`: the session is
+    always whole at its HEAD, and `continue` reaches the uninterrupted run's chunks exactly."""
     rng = random.Random(1234)
     heads = []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -237,20 +237,20 @@ def test_killed_runs_reopen_at_a_whole_chunk_and_finish_identically(full6: Path,
         proc = subprocess.Popen([sys.executable, "-m", "streamt1_cli", "new", "a red fox", "--chunks", "6",
                                  "--session", str(path), "--quiet"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        # SIGKILL at a random moment once the session exists; Ctrl-C (SIGINT) once a chunk is in,
-        # where it must end the run cleanly (exit 130) and say how to continue
-        sig = signal.SIGINT if trial % 11 == 10 else signal.SIGKILL
+        # SIGKILL at a random moment once the session exists; Ctrl-C (SIGINT), SIGTERM or SIGHUP once
+        # a chunk is in, where each must end the run cleanly (exit 128 + signal) and say how to continue
+        sig = {7: signal.SIGTERM, 10: signal.SIGINT, 15: signal.SIGHUP, 21: signal.SIGTERM}.get(trial, signal.SIGKILL)
         deadline = time.time() + 600  # a loaded machine can take minutes to import torch and diffusers
         while proc.poll() is None and time.time() < deadline:
             head = (path / HEAD_FILE).read_text().strip() if (path / HEAD_FILE).exists() else ""
-            if head and (sig == signal.SIGKILL or int(head) >= 1):
+            if head and int(head) >= (trial % 3 if sig == signal.SIGKILL else 1):  # phases by construction
                 break
             time.sleep(0.02)
         time.sleep(rng.uniform(0.0, 2.5 if sig == signal.SIGKILL else 0.5))
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
-        if sig == signal.SIGINT:
-            assert proc.returncode == 130, err.decode()[-500:]
+        if sig != signal.SIGKILL:
+            assert proc.returncode == 128 + sig, err.decode()[-500:]
             assert b"streamt1 continue" in err and b"whole chunks" in err
         session = Session.open(path)
         head = session.head
