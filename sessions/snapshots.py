@@ -73,6 +73,12 @@ def snapshot_heads(session: Session) -> list[int]:
     return sorted((int(p.name) for p in folder.iterdir() if p.name.isdigit()), reverse=True)
 
 
+def snapshots_bytes(session: Session) -> int:
+    """Disk use of this session's snapshots (complete or being written)."""
+    folder = _folder(session)
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+
+
 def write_snapshot(session: Session, state: LoopState, keep: int) -> SnapshotWrite:
     """Store `state` (the loop after `state.chunk` chunks) and keep only the `keep` newest."""
     started = time.perf_counter()

@@ -16,6 +16,7 @@ from engine.errors import StreamT1Error
 from engine.models.presets import PRESETS
 from sessions.lineage import final_beam, lineage
 from sessions.runner import stream_config, video_frames
+from sessions.snapshots import snapshot_heads, snapshots_bytes
 from sessions.files import reason
 from sessions.store import SPEC_FILE, STAGING_PREFIX, Session
 from sessions.video import FRAME_NAME, write_mp4, write_pngs
@@ -56,6 +57,24 @@ def chunk_bytes_at(preset_name: str, config: StreamConfig, beams: int) -> int:
 
 
 
+# Decoder causal-cache elements per beam at 480x832 (shape propagation through the real-size Wan VAE;
+# see engine.models.vae_stream.DecoderState).
+REAL_DECODER_STATE_ELEMENTS = 944_286_720
+CHUNKS_PER_HOUR = 3600 * 16 // 12  # 12 video frames a chunk at 16 fps
+
+
+def snapshot_bytes_at(preset_name: str, config: StreamConfig, scaling: dict | None, beams: int) -> int:
+    """Bytes of one state snapshot at a preset's geometry in bf16, the sink at its cap: each beam's
+    KV cache (sink + window frames, every layer's K and V) and decoder cache."""
+    p = PRESETS[preset_name]
+    sink = config.sink_frames if scaling is None else scaling["max_sink_frames"]
+    frames = sink + config.window_chunks * config.chunk_frames
+    dim = p.transformer["num_attention_heads"] * p.transformer["attention_head_dim"]
+    tokens = (p.latent_height // 2) * (p.latent_width // 2)
+    kv = frames * tokens * p.transformer["num_layers"] * 2 * dim * 2
+    return beams * (kv + REAL_DECODER_STATE_ELEMENTS * 2)
+
+
 def show(
     path: Annotated[Path, typer.Argument(help="The session.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
@@ -74,6 +93,8 @@ def show(
     real_chunk = chunk_bytes_at("longlive", config, beams)
     chunks_30s = chunks_for(30.0, None, config)
     own_chunks = s.head - (s.spec.parent["at"] if s.spec.parent else 0)
+    real_snapshot = snapshot_bytes_at("longlive", config, s.spec.scaling, beams)
+    heads = snapshot_heads(s)
     info = {
         "path": str(s.path),
         "preset": s.spec.preset,
@@ -90,6 +111,13 @@ def show(
         "disk_bytes_per_chunk": disk_bytes / max(own_chunks, 1),  # a branch's own chunks only
         "real_size_bytes_per_chunk": real_chunk,
         "real_size_bytes_30s": chunks_30s * real_chunk,
+        "real_size_bytes_per_hour": CHUNKS_PER_HOUR * real_chunk,
+        "positions": s.spec.positions,
+        "snapshot_every": s.spec.snapshot_every,
+        "snapshots_kept": s.spec.snapshots_kept,
+        "snapshots": heads,
+        "snapshot_bytes": snapshots_bytes(s),
+        "real_size_snapshot_bytes": real_snapshot,
         "records": chunks,
     }
     if as_json:
@@ -114,7 +142,12 @@ def show(
     stdout.print(table)
     stdout.print(f"disk: {info['disk_bytes'] / 1e6:.2f} MB ({info['disk_bytes_per_chunk'] / 1e6:.3f} MB for each of its "
                  f"{own_chunks} own chunks); at real size (480x832, {beams} beam(s)): {real_chunk / 1e6:.1f} MB a "
-                 f"chunk, {info['real_size_bytes_30s'] / 1e9:.2f} GB for a 30 s video ({chunks_30s} chunks), uncompressed")
+                 f"chunk, {info['real_size_bytes_30s'] / 1e9:.2f} GB for a 30 s video ({chunks_30s} chunks), "
+                 f"{info['real_size_bytes_per_hour'] / 1e9:.0f} GB an hour of video, uncompressed")
+    stdout.print(f"positions: {s.spec.positions}; snapshots every {s.spec.snapshot_every} chunks, newest "
+                 f"{s.spec.snapshots_kept} kept: {', '.join(map(str, heads)) or 'none'} "
+                 f"({info['snapshot_bytes'] / 1e6:.2f} MB); at real size a snapshot is ~{real_snapshot / 1e9:.1f} GB "
+                 f"(sink at its cap), so up to {s.spec.snapshots_kept * real_snapshot / 1e9:.0f} GB on disk")
 
 
 OTHER_MEDIA = {".avi", ".gif", ".jpeg", ".jpg", ".mkv", ".mov", ".png", ".webm", ".webp"}  # not written
