@@ -4,7 +4,7 @@ again several times, crossing the tiny preset's rotary table (16 chunks). At the
 state's size at every resume (flat), the resume times and replayed chunks, the live/final video's
 frame count, and that the video plays.
 
-    python bench/soak.py --chunks 420 --stops 5 --dir /tmp/streamt1_soak
+    python bench/soak.py --chunks 420 --stops 5 --dir /tmp/streamt1_soak [--beam-size 2 --top-k 1]
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--stops", type=int, default=5)
     parser.add_argument("--every", type=int, default=20, help="snapshot every M chunks")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/streamt1_soak"))
+    parser.add_argument("--beam-size", type=int, default=2)
+    parser.add_argument("--top-k", type=int, default=2)
     args = parser.parse_args()
     shutil.rmtree(args.dir, ignore_errors=True)
     models = random_models(TINY, torch.device("cpu"), torch.float32)
@@ -55,7 +57,8 @@ def main() -> None:
         target = args.chunks if stop == args.stops else leg * (stop + 1)
         have = Session.open(args.dir).head if args.dir.exists() else 0
         proc = (cli("new", "a red fox running through fresh snow", "--session", str(args.dir), "--chunks", str(target),
-                     "--snapshot-every", str(args.every)) if have == 0
+                     "--snapshot-every", str(args.every), "--beam-size", str(args.beam_size),
+                     "--top-k", str(args.top_k)) if have == 0
                 else cli("continue", str(args.dir), "--chunks", str(target - have)))
         while stop < args.stops and proc.poll() is None:  # Ctrl-C once the leg's last chunks are near
             head = Session.open(args.dir).head if (args.dir / "HEAD").exists() else 0
