@@ -214,3 +214,13 @@ def test_live_video_grows_and_survives_a_kill(tmp_path: Path):
             continue
     assert counts[-1] in (9 + 12 * (head - 1), 9 + 12 * head)  # every settled chunk (maybe one being committed)
     assert not (path / "video.mp4").exists()
+
+
+def test_branch_starts_from_the_parents_nearest_snapshot(tmp_path: Path, models):
+    parent, child = tmp_path / "parent", tmp_path / "child"
+    cli("new", "a red fox", "--no-scaling", "--chunks", "6", "--snapshot-every", "2", "--session", str(parent))
+    cli("branch", str(parent), "--at", "5", "--to", str(child), "--chunks", "1")
+    assert_same_run(parent, child)
+    session = Session.open(child)
+    resumed = resume(open_loop(session.spec, models, None), session, upto=5)
+    assert (resumed.snapshot, resumed.replayed) == (4, 1)  # the parent's snapshot 4, then chunk 4 replayed
