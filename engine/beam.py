@@ -64,10 +64,11 @@ class BeamState:
         """Every tensor the beam holds (for memory accounting)."""
         return [t for value in self.to_parts()[1].values() for t in (value if isinstance(value, tuple) else (value,))]
 
-    def to(self, device: torch.device) -> BeamState:
-        """The KV cache and decoder cache on `device` (the rest lives on the CPU)."""
-        cache = KVCache(tuple(_segment_to(s, device) for s in self.cache.sink),
-                        tuple(_segment_to(s, device) for s in self.cache.window))
+    def to(self, device: torch.device, dtype: torch.dtype) -> BeamState:
+        """The KV cache on `device` in the model's `dtype`, the decoder cache on `device` (the rest
+        lives on the CPU). A no-op for a state made there: a snapshot resumes bit for bit."""
+        cache = KVCache(tuple(_segment_to(s, device, dtype) for s in self.cache.sink),
+                        tuple(_segment_to(s, device, dtype) for s in self.cache.window))
         feats = tuple(None if f is None else f.to(device) for f in self.decoder.feats)
         return replace(self, cache=cache, decoder=replace(self.decoder, feats=feats))
 
@@ -127,9 +128,9 @@ class BeamState:
         )
 
 
-def _segment_to(segment: CacheSegment, device: torch.device) -> CacheSegment:
-    return replace(segment, keys=tuple(k.to(device) for k in segment.keys),
-                   values=tuple(v.to(device) for v in segment.values))
+def _segment_to(segment: CacheSegment, device: torch.device, dtype: torch.dtype) -> CacheSegment:
+    return replace(segment, keys=tuple(k.to(device, dtype) for k in segment.keys),
+                   values=tuple(v.to(device, dtype) for v in segment.values))
 
 
 def _per_layer(value: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, ...]:

@@ -5,6 +5,7 @@ such a kill leaves behind is a hidden file named by LEFTOVERS, removed by the ne
 from __future__ import annotations
 
 import os
+import stat
 import uuid
 from contextlib import suppress
 from pathlib import Path
@@ -32,3 +33,14 @@ def atomic_write(path: Path, text: str) -> None:
 def reason(exc: OSError) -> str:
     """The system's words for a failed file operation ("No space left on device")."""
     return exc.strerror or str(exc).splitlines()[0] or type(exc).__name__
+
+
+def tree_bytes(path: Path) -> int:
+    """Bytes of the regular files under `path`; a file that vanishes while it is counted (a running
+    command's temporary file renamed into place, an old snapshot removed) counts as 0."""
+    total = 0
+    for p in path.rglob("*"):
+        with suppress(FileNotFoundError):
+            st = p.lstat()
+            total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+    return total

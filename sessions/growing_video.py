@@ -22,6 +22,7 @@ from sessions.store import Session
 from sessions.video import frames_hwc
 
 LIVE_FILE, VIDEO_FILE = "video.live.mp4", "video.mp4"
+WAIT_FOR_PREFIX = 100  # settled chunks re-encoded before a run starts; longer prefixes go in the background
 _FFMPEG_PARAMS = ["-movflags", "+frag_every_frame+empty_moov+default_base_moof", "-tune", "zerolatency",
                   "-flush_packets", "1"]
 
@@ -91,11 +92,17 @@ class GrowingVideo:
         self._prefix = self._last = self._pool.submit(
             lambda: self._write(list(enumerate(lineage(self.session, 0, head)))[:chunks], {}))
 
+    def wait_for_prefix(self) -> None:
+        if self._prefix is not None:
+            self._prefix.result()
+
     def append(self, chunks: list[tuple[int, int]], in_hand: dict[int, Tensor]) -> None:
         """Queue (chunk, beam index at that chunk) pairs; `in_hand` maps a chunk to its uint8
         frames [beams, 3, F, H, W] when the caller has them, the rest are read from the store.
         Once any prefix is written this waits until the frames are in the encoder's pipe, so the
         caller can move HEAD knowing that a kill keeps them."""
+        if self._prefix is not None and self._prefix.done():
+            self._prefix.result()  # a damaged stored chunk in the prefix stops the run here
         if not chunks:
             return
         self._last = self._pool.submit(self._write, chunks, in_hand)
@@ -128,9 +135,20 @@ class GrowingVideo:
 
 def rebuild_live_video(session: Session, fps: int) -> tuple[GrowingVideo, SettledChunks]:
     """A live file holding the session's settled chunks (re-encoded from the store), and the
-    tracker that extends it as new chunks commit."""
+    tracker that extends it as new chunks commit. A prefix of up to WAIT_FOR_PREFIX chunks is
+    written before anything new is made, so a damaged stored chunk stops the run before it starts
+    (as do damaged unsettled chunks, checked here); a longer prefix is re-encoded in the background
+    and a damaged chunk in it stops the run at its next commit."""
     settled = SettledChunks.of(session, session.head)
+    for k in range(settled.settled, session.head):
+        session.chunk(k)  # read at the end (final pick and video): a damaged one stops the run now
     video = GrowingVideo(session, fps)
     if settled.settled:
         video.append_prefix(settled.settled)
+        if settled.settled <= WAIT_FOR_PREFIX:
+            try:
+                video.wait_for_prefix()
+            except BaseException:
+                video.close()
+                raise
     return video, settled

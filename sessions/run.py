@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from engine.records import ChunkRecord
 from engine.stream import ChunkLoop
+from sessions.files import reason
 from sessions.growing_video import VIDEO_FILE, rebuild_live_video
 from sessions.lineage import lineage, save_final_pick
 from sessions.records import ChunkLog
@@ -33,10 +34,12 @@ class RunSummary:
 
 def run(session: Session, loop: ChunkLoop, num_chunks: int, on_record: Callable[[ChunkRecord], None],
         new_prompt: str | None = None, resuming: Callable[[], object] = nullcontext,
-        on_note: Callable[[str], None] = print, report: bool = True) -> RunSummary:
+        on_note: Callable[[str], None] = print, on_resumed: Callable[[], None] = lambda: None,
+        report: bool = True) -> RunSummary:
     """Run under the caller's session lock. `new_prompt` takes over from the first new chunk (a
     switch belongs to the session once that chunk is committed); `resuming()` is a context shown
-    while the loop catches up (a spinner); `on_note` gets one line per damaged snapshot skipped."""
+    while the loop catches up (a spinner); `on_note` gets one line per damaged snapshot skipped;
+    `on_resumed()` runs once the loop is at the head, before the first new chunk."""
     start = session.head
     remove_unfinished(session)
     resumed = None
@@ -45,6 +48,13 @@ def run(session: Session, loop: ChunkLoop, num_chunks: int, on_record: Callable[
             resumed = resume(loop, session)
         for line in resumed.skipped:
             on_note(f"note: {line}")
+    video, settled = rebuild_live_video(session, stream_config(session.spec).fps)
+    try:  # rebuilt from every committed record, which checks their digests before anything new is made
+        log = ChunkLog(session.path / LOG_FILE, session.records(0, start))
+    except BaseException:
+        video.close()
+        raise
+    on_resumed()
     reprompted = new_prompt is not None and new_prompt != loop.prompt_at(start)
     if reprompted:  # committed with each new chunk (HEAD moving is the switch), then in session.toml
         session.spec = session.spec.reprompted(start, new_prompt)
@@ -58,11 +68,10 @@ def run(session: Session, loop: ChunkLoop, num_chunks: int, on_record: Callable[
         if writer is not None:
             writer.after_commit(record.chunk + 1)
 
-    video, settled = rebuild_live_video(session, stream_config(session.spec).fps)
     policy = SnapshotPolicy(session.spec.snapshot_every, session.spec.snapshots_kept)
     try:
-        with ChunkLog(session.path / LOG_FILE, (session.record(k) for k in range(start))) as log:
-            snapshots = generate(loop, session, num_chunks, on_record, after_commit, policy, video, settled)
+        with log:
+            snapshots, failed = generate(loop, session, num_chunks, on_record, after_commit, policy, video, settled)
     except BaseException:
         video.close()  # the live file keeps every settled chunk
         raise
@@ -73,6 +82,11 @@ def run(session: Session, loop: ChunkLoop, num_chunks: int, on_record: Callable[
     except (OSError, RuntimeError) as exc:  # imageio-ffmpeg: a broken pipe (disk full), or ffmpeg's failure
         raise VideoError(f"writing {session.path / VIDEO_FILE} failed ({exc}). All {session.head} chunks are "
                          f"committed: `streamt1 export {session.path} OUT.mp4` writes the video") from exc
+    for line in failed:
+        on_note(f"note: {line}")
     if writer is not None:
-        writer.close()
+        try:
+            writer.close()
+        except OSError as exc:  # the report is a view: a failure to write it loses nothing
+            on_note(f"note: the report was not written ({reason(exc)}); `streamt1 report {session.path}` writes it")
     return RunSummary(resumed, snapshots, beam, frames)

@@ -21,6 +21,7 @@ from engine.records import ChunkRecord
 from engine.rewards.base import ClipScorer, FrameScorer
 from engine.scaling.config import ScalingConfig
 from engine.stream import ChunkLoop, ChunkOutput, LoopState
+from sessions.files import reason
 from sessions.growing_video import GrowingVideo, SettledChunks
 from sessions.lineage import final_beam, lineage
 from sessions.snapshots import SnapshotWrite, read_snapshot, snapshot_heads, write_snapshot
@@ -91,7 +92,7 @@ def resume(loop: ChunkLoop, session: Session, upto: int | None = None,
     skipped, start = [], None
     for owner, head in _snapshots_below(session, upto):
         try:
-            loop.load(read_snapshot(owner, head, loop.models.device))
+            loop.load(read_snapshot(owner, head, loop.models.device, loop.models.dtype))
             start = head
             break
         except SessionError as err:
@@ -122,6 +123,7 @@ class _Snapshotter:
         self._device = device
         self._pending: Future | None = None
         self.written: list[SnapshotWrite] = []
+        self.failed: list[str] = []
 
     def submit(self, state: LoopState, ready: Callable[[], None]) -> None:
         """Snapshot `state` once `ready()` says its tensors are computed."""
@@ -133,13 +135,19 @@ class _Snapshotter:
         self._pending = self._pool.submit(self._write, state, ready, event)
 
     def _write(self, state: LoopState, ready: Callable[[], None], event) -> None:
+        """A snapshot that cannot be written (a full disk) loses nothing committed: it is noted, and
+        `continue` starts from an older snapshot, replaying more."""
         ready()
-        if event is not None:
-            event.synchronize()
-            with torch.cuda.stream(self._stream):
+        try:
+            if event is not None:
+                event.synchronize()
+                with torch.cuda.stream(self._stream):
+                    self.written.append(write_snapshot(self.session, state, self.policy.keep))
+            else:
                 self.written.append(write_snapshot(self.session, state, self.policy.keep))
-        else:
-            self.written.append(write_snapshot(self.session, state, self.policy.keep))
+        except OSError as exc:
+            self.failed.append(f"the snapshot at chunk {state.chunk} was not written ({reason(exc)}); every chunk is "
+                               "committed, and `continue` starts from an older snapshot")
 
     def wait(self) -> None:
         if self._pending is not None:
@@ -155,11 +163,13 @@ class _Snapshotter:
 
 def generate(loop: ChunkLoop, session: Session, num_chunks: int, on_record: Callable[[ChunkRecord], None],
              after_commit: Callable[[ChunkRecord], None] | None = None, snapshots: SnapshotPolicy | None = None,
-             video: GrowingVideo | None = None, settled: SettledChunks | None = None) -> list[SnapshotWrite]:
+             video: GrowingVideo | None = None, settled: SettledChunks | None = None,
+             ) -> tuple[list[SnapshotWrite], list[str]]:
     """Generate `num_chunks` chunks; a background thread commits each (whole or not at all, in
     order) while the next one generates, then runs `after_commit(record)` and grows the live video.
     Every `snapshots.every` chunks, and when leaving (even by Ctrl-C), the state goes to a snapshot.
-    `record.seconds["commit_wait"]` is how long generation waited on the disk."""
+    `record.seconds["commit_wait"]` is how long generation waited on the disk. Returns the
+    snapshots written and one line for each that could not be."""
     snapshotter = None if snapshots is None else _Snapshotter(session, snapshots, loop.models.device)
     committed: tuple[LoopState, ChunkOutput] | None = None
     try:
@@ -189,7 +199,7 @@ def generate(loop: ChunkLoop, session: Session, num_chunks: int, on_record: Call
                     snapshotter.submit(committed[0], committed[1].frames.on_device)
             finally:
                 snapshotter.close()
-    return [] if snapshotter is None else snapshotter.written
+    return ([], []) if snapshotter is None else (snapshotter.written, snapshotter.failed)
 
 
 def _commit(session: Session, output: ChunkOutput, after_commit: Callable[[ChunkRecord], None] | None,

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from engine.beam import BeamState
 from engine.stream import LoopState
+from sessions.files import tree_bytes
 from sessions.store import STORE_DIR, Session, SessionError
 
 SNAPSHOT_DIR = "snapshots"
@@ -75,8 +76,7 @@ def snapshot_heads(session: Session) -> list[int]:
 
 def snapshots_bytes(session: Session) -> int:
     """Disk use of this session's snapshots (complete or being written)."""
-    folder = _folder(session)
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+    return tree_bytes(_folder(session))
 
 
 def write_snapshot(session: Session, state: LoopState, keep: int) -> SnapshotWrite:
@@ -88,8 +88,20 @@ def write_snapshot(session: Session, state: LoopState, keep: int) -> SnapshotWri
         return SnapshotWrite(state.chunk, 0, 0.0)
     folder.mkdir(parents=True, exist_ok=True)
     hidden = folder / f"{_HIDDEN}{state.chunk}-{uuid.uuid4().hex}"
+    try:
+        _write_group(session, state, hidden)
+    except BaseException:
+        shutil.rmtree(hidden, ignore_errors=True)
+        raise
+    hidden.rename(final)
+    for old in snapshot_heads(session)[keep:]:
+        shutil.rmtree(folder / str(old), ignore_errors=True)
+    return SnapshotWrite(state.chunk, tree_bytes(final), time.perf_counter() - started)
+
+
+def _write_group(session: Session, state: LoopState, hidden: Path) -> None:
     group = zarr.open_group(hidden, mode="w", zarr_format=3)
-    metas, digests, dtypes, written = [], {}, {}, 0
+    metas, digests, dtypes = [], {}, {}
     for b, beam in enumerate(state.beams):
         meta, tensors = beam.to_parts()
         metas.append(meta)
@@ -100,12 +112,7 @@ def write_snapshot(session: Session, state: LoopState, keep: int) -> SnapshotWri
             # uncompressed: bf16 activations barely compress, and zstd made a 4.5 GB snapshot take 37 s
             group.create_array(key, shape=data.shape, dtype=data.dtype, chunks=data.shape, compressors=None)[...] = data
             digests[key] = _digest(f"{session.spec.id}/{state.chunk}/{key}", data)
-            written += data.nbytes
     group.attrs["snapshot"] = json.dumps({"chunk": state.chunk, "beams": metas, "digests": digests, "dtypes": dtypes})
-    hidden.rename(final)
-    for old in snapshot_heads(session)[keep:]:
-        shutil.rmtree(folder / str(old), ignore_errors=True)
-    return SnapshotWrite(state.chunk, written, time.perf_counter() - started)
 
 
 def remove_unfinished(session: Session) -> None:
@@ -117,8 +124,9 @@ def remove_unfinished(session: Session) -> None:
                 shutil.rmtree(p, ignore_errors=True)
 
 
-def read_snapshot(session: Session, head: int, device: torch.device) -> LoopState:
-    """The loop state stored at `head`; a SessionError names what is damaged."""
+def read_snapshot(session: Session, head: int, device: torch.device, dtype: torch.dtype) -> LoopState:
+    """The loop state stored at `head`, its KV cache in `dtype` (a session continued in another
+    dtype); a SessionError names what is damaged."""
     path = _folder(session) / str(head)
     try:
         group = zarr.open_group(path, mode="r")
@@ -132,7 +140,7 @@ def read_snapshot(session: Session, head: int, device: torch.device) -> LoopStat
                 if _digest(f"{session.spec.id}/{head}/{key}", data) != info["digests"][key]:
                     raise SessionError(f"{key} does not match its digest")
                 tensors[key.removeprefix(prefix)] = _from_numpy(data, info["dtypes"][key], device)
-            beams.append(BeamState.from_parts(meta, tensors).to(device))
+            beams.append(BeamState.from_parts(meta, tensors).to(device, dtype))
     except SessionError as exc:
         raise SessionError(f"snapshot {head} of {session.path} is damaged ({exc})") from exc
     except Exception as exc:  # any failure to read it back means it cannot be trusted

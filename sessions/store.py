@@ -21,11 +21,10 @@ import json
 import math
 import os
 import shutil
-import stat
 import tomllib
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from engine.errors import StreamT1Error
 from engine.models.presets import PRESETS
 from engine.positions import PositionMode
 from engine.scaling.config import ScalingConfig
-from sessions.files import LEFTOVERS, atomic_write, reason
+from sessions.files import LEFTOVERS, atomic_write, reason, tree_bytes
 
 FORMAT = "streamt1-session"
 # 2: per-array digests in every chunk, session ids checked by branches; 3: digests cover the chunk's
@@ -424,14 +423,8 @@ class Session:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def disk_bytes(self) -> int:
-        """Bytes of the files under the session folder; a file that vanishes while it is counted
-        (a running command's temporary file, renamed into place) counts as 0."""
-        total = 0
-        for p in self.path.rglob("*"):
-            with suppress(FileNotFoundError):
-                st = p.lstat()
-                total += st.st_size if stat.S_ISREG(st.st_mode) else 0
-        return total
+        """Bytes of the files under the session folder, counted while other processes may write."""
+        return tree_bytes(self.path)
 
 
 def _looks_like_session(path: Path) -> bool:

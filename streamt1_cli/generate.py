@@ -94,14 +94,13 @@ def _run_locked(session: Session, num_chunks: int, model_dir: Path | None, dev: 
         made = f"{spec.compute['device']}/{spec.compute['dtype']}"
         note(f"note: {session.path} was made on {made}; continuing on {here['device']}/{here['dtype']}, so the new "
              "chunks are not bitwise those of an unbroken run there")
-    if not preset.trained:
-        console.print(UNTRAINED_LABEL)
     names = ("none", "none") if scorers is None else (scorers[0].name, scorers[1].name)
     view = ScalingView(console, start + num_chunks, f"{spec.preset} {dev.type}", names, quiet, first_chunk=start,
                        report=str(session.path / REPORT_FILE))
     with view:
         summary = run(session, loop, num_chunks, view.update, new_prompt,
-                      resuming=lambda: console.status(f"resuming at chunk {start}..."), on_note=note)
+                      resuming=lambda: console.status(f"resuming at chunk {start}..."), on_note=note,
+                      on_resumed=lambda: None if preset.trained else console.print(UNTRAINED_LABEL))
     label = "" if preset.trained else " (untrained tiny preset)"
     console.print(escape(f"wrote {session.path / VIDEO_FILE}: {summary.video_frames} frames, {session.head} chunks"
                          f"{label}; records in {session.path / LOG_FILE}"))

@@ -41,18 +41,18 @@ class ScalingView:
         self._live = Live(Text("starting..."), console=console, refresh_per_second=4, transient=False)
 
     def __enter__(self) -> "ScalingView":
-        if not self.quiet:
-            self._live.start()
-        return self
+        return self  # the display starts with the first chunk: a run that fails while resuming prints one line
 
     def __exit__(self, *exc: object) -> None:
-        if not self.quiet:
+        if self._live.is_started:
             self._live.stop()
             self.console.line()
 
     def update(self, record: ChunkRecord) -> None:
         if self.quiet:
             return
+        if not self._live.is_started:
+            self._live.start()
         self._kept_fused.append(max(c.fused for c in record.candidates if c.kept))
         done = record.chunk + 1
         elapsed = time.perf_counter() - self._start

@@ -22,10 +22,11 @@ import pytest
 from rich.cells import get_character_cell_size
 from typer.testing import Result
 
+from sessions.growing_video import LIVE_FILE, VIDEO_FILE
 from sessions.records import read_chunk_log
+from sessions.run import LOG_FILE
 from sessions.store import HEAD_FILE, LOCK_FILE, SPEC_FILE, STORE_DIR, Session
 from streamt1_cli.app import app
-from streamt1_cli.generate import LOG_FILE, VIDEO_FILE
 from tests.test_sessions import assert_same_run, cli, one_line_error, runner, tree_digest
 
 FOX, WHALE = "a red fox", "a blue whale"
@@ -256,14 +257,16 @@ def test_export_to_a_read_only_disk_is_one_line(three: Path, tmp_path: Path):
 
 # --- 3. a kill while video.mp4 is written ---------------------------------------------------------
 def test_a_kill_while_the_video_is_written_keeps_a_whole_video(three: Path, tmp_path: Path):
-    """SIGKILL once this run's temporary video appears: video.mp4 is still the previous whole video
-    (or, had the rename just happened, the new whole one), never a truncated file."""
+    """SIGKILL once this run's live video is being written: video.mp4 is still the previous whole
+    video (or, had the rename just happened, the new whole one), never a truncated file."""
     path = copy_of(three, tmp_path / "s")
     frames = iio.imread(path / VIDEO_FILE).shape[0]
     hits = 0
+    live = path / LIVE_FILE  # the video grows there, and replaces video.mp4 in one rename at the end
     for _ in range(3):
+        started = time.time()
         proc = spawn("continue", str(path), "--chunks", "1")
-        while proc.poll() is None and not (path / f".video.partial-{proc.pid}.mp4").exists():
+        while proc.poll() is None and not (live.exists() and live.stat().st_mtime > started):
             time.sleep(0.001)
         hits += proc.poll() is None
         proc.kill()
