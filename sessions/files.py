@@ -36,11 +36,13 @@ def reason(exc: OSError) -> str:
 
 
 def tree_bytes(path: Path) -> int:
-    """Bytes of the regular files under `path`; a file that vanishes while it is counted (a running
-    command's temporary file renamed into place, an old snapshot removed) counts as 0."""
+    """Bytes of the regular files under `path`; a file or folder that vanishes while it is counted
+    (a running command's temporary file renamed into place, a snapshot being written or removed)
+    counts as 0 (os.walk skips folders it cannot list)."""
     total = 0
-    for p in path.rglob("*"):
-        with suppress(FileNotFoundError):
-            st = p.lstat()
-            total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            with suppress(FileNotFoundError):
+                st = os.lstat(os.path.join(folder, name))
+                total += st.st_size if stat.S_ISREG(st.st_mode) else 0
     return total
