@@ -10,7 +10,7 @@ from pathlib import Path
 from engine.config import StreamConfig
 from engine.models.presets import PRESETS
 from sessions.lineage import final_beam
-from sessions.report.records import ChunkView
+from engine.records import ChunkRecord
 from sessions.store import Session, SessionSpec
 
 
@@ -38,7 +38,7 @@ class SessionView:
     path: Path
     spec: SessionSpec
     ancestors: tuple[Branch, ...]  # the parent first, then its parent, ...
-    chunks: tuple[ChunkView, ...]
+    chunks: tuple[ChunkRecord, ...]
     final_beam: int  # surviving beam at the head that export and video.mp4 use
     final_path: tuple[int, ...]  # the final pick's beam index at every chunk
     evictions: tuple[Eviction, ...]
@@ -70,12 +70,12 @@ class SessionView:
         return [getattr(ch.candidates[i], key) for ch, i in zip(self.chunks, self.final_candidates())]
 
 
-def load_session(session: Session, cache: list[ChunkView] | None = None) -> SessionView:
+def load_session(session: Session, cache: list[ChunkRecord] | None = None) -> SessionView:
     """Read a session as it is committed now. `cache` holds the chunk views of an earlier call, which
     are not read again (committed chunks never change); the new ones are appended to it."""
     head = session.head
     cache = [] if cache is None else cache
-    cache.extend(ChunkView.from_record(r) for r in session.records(len(cache), head))
+    cache.extend(ChunkRecord.from_json(r) for r in session.records(len(cache), head))
     chunks = tuple(cache[:head])
     final = final_beam(session) if chunks else 0
     return SessionView(
@@ -97,7 +97,7 @@ def ancestors(session: Session) -> tuple[Branch, ...]:
     return tuple(chain)
 
 
-def lineage(chunks: tuple[ChunkView, ...], beam: int) -> tuple[int, ...]:
+def lineage(chunks: tuple[ChunkRecord, ...], beam: int) -> tuple[int, ...]:
     """Beam index at every chunk of the lineage ending in surviving beam `beam` at the last chunk."""
     path = [beam] if chunks else []
     for chunk in reversed(chunks[1:]):
@@ -105,7 +105,7 @@ def lineage(chunks: tuple[ChunkView, ...], beam: int) -> tuple[int, ...]:
     return tuple(path)
 
 
-def evictions(chunks: tuple[ChunkView, ...], chunk_frames: int) -> tuple[Eviction, ...]:
+def evictions(chunks: tuple[ChunkRecord, ...], chunk_frames: int) -> tuple[Eviction, ...]:
     """A beam's latest sink event differs from its parent beam's exactly when its cache write evicted
     a chunk (one chunk in, at most one out); plain sessions record none."""
     out = []

@@ -14,7 +14,7 @@ from pathlib import Path
 from sessions.report import data, html, plots
 from sessions.growing_video import VIDEO_FILE
 from sessions.report.model import SessionView, load_session
-from sessions.report.records import ChunkView
+from engine.records import ChunkRecord
 from sessions.report.thumbs import sheet_chunks, thumbnails
 from sessions.store import Session
 
@@ -27,7 +27,7 @@ class ReportCache:
     """What earlier reports of the same session read and need not read again (committed chunks
     never change): chunk views, and thumbnails by (chunk, beam, frame)."""
 
-    chunks: list[ChunkView] = field(default_factory=list)
+    chunks: list[ChunkRecord] = field(default_factory=list)
     thumbs: dict[tuple[int, int, int], str] = field(default_factory=dict)
 
 
