@@ -18,15 +18,12 @@ import torch
 
 from bench.common import bench_models, device_name, fps, loop_for, new_session, sync, timed_run
 from engine.config import StreamConfig
+from sessions.files import tree_bytes
 from sessions.runner import resume
 from sessions.snapshots import SNAPSHOT_DIR, snapshot_heads
 from sessions.store import STORE_DIR, Session
 
 CHUNKS_PER_HOUR = 3600 * 16 // 12  # 12 frames a chunk at 16 fps
-
-
-def folder_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def timed_resume(session: Session, models) -> dict:
@@ -64,9 +61,9 @@ def main() -> None:
         if newest == head:  # as after a kill: no snapshot at the head, at most M chunks to replay
             shutil.rmtree(args.dir / STORE_DIR / SNAPSHOT_DIR / str(head))
             row["after_kill"] = timed_resume(session, models)
-        chunk_bytes = folder_bytes(args.dir / STORE_DIR / "chunks") / session.head
+        chunk_bytes = tree_bytes(args.dir / STORE_DIR / "chunks") / session.head
         row["disk"] = {"chunk_mb": chunk_bytes / 1e6, "chunks_gb_per_hour": chunk_bytes * CHUNKS_PER_HOUR / 1e9,
-                       "snapshots_gb": folder_bytes(args.dir / STORE_DIR / SNAPSHOT_DIR) / 1e9}
+                       "snapshots_gb": tree_bytes(args.dir / STORE_DIR / SNAPSHOT_DIR) / 1e9}
         out["heads"][head] = row
         print(f"head {head}: {rate:.2f} FPS ({chunk_ms:.0f} ms a chunk, session path), snapshot {row['snapshot_gb']:.2f} GB "
               f"written in {row['snapshot_write_s']:.1f} s (background); continue start-up "

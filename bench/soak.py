@@ -34,11 +34,6 @@ def cli(*args: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-def held_bytes(loop) -> int:
-    return sum(sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in beam.tensors()}.values())
-               for beam in loop.state().beams)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chunks", type=int, default=420)
@@ -73,7 +68,7 @@ def main() -> None:
         t0 = time.perf_counter()
         resumed = resume(loop, session)
         rows.append({"stop": stop, "exit": proc.returncode, "head": session.head, "resume_s": time.perf_counter() - t0,
-                     "snapshot": resumed.snapshot, "replayed": resumed.replayed, "state_bytes": held_bytes(loop),
+                     "snapshot": resumed.snapshot, "replayed": resumed.replayed, "state_bytes": loop.state().held_bytes(),
                      "live_frames": iio.imread(args.dir / "video.live.mp4").shape[0]
                      if (args.dir / "video.live.mp4").exists() else None})
         print(json.dumps(rows[-1]), flush=True)

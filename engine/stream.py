@@ -77,6 +77,11 @@ class LoopState:
     chunk: int
     beams: tuple[BeamState, ...]
 
+    def held_bytes(self) -> int:
+        """Bytes each beam holds, summed over beams (beams may share tensors: memory is at most this)."""
+        return sum(sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in beam.tensors()}.values())
+                   for beam in self.beams)
+
 
 @dataclass(frozen=True)
 class _Candidate:

@@ -98,18 +98,13 @@ def test_loop_state_stops_growing(models):
     loop = ChunkLoop(models, StreamConfig(), scaling, (SharpnessProxy(), TemporalConsistencyProxy()), 3,
                      {0: "a red fox"})
 
-    def held_bytes() -> int:
-        """Bytes each beam holds, summed over beams (beams may share tensors, so memory is at most this)."""
-        return sum(sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in beam.tensors()}.values())
-                   for beam in loop.state().beams)
-
     for _ in range(2 * 3):
         loop.step()
-    at_2w = held_bytes()
+    at_2w = loop.state().held_bytes()
     for _ in range(4 * 3):
         loop.step()
     assert loop.chunk > TABLE_CHUNKS  # crossed into rebased positions on the way
-    assert held_bytes() == at_2w
+    assert loop.state().held_bytes() == at_2w
 
 
 def test_resume_from_snapshot_equals_replay_equals_unbroken(tmp_path: Path):
