@@ -18,6 +18,7 @@ class CandidateRecord:
     fused: float
     kept: bool
     flag: str | None  # memory-sink flag given to a kept chunk
+    rank: int = 0  # the process (GPU) that made it
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class ChunkRecord:
     candidates: list[CandidateRecord]
     beams: list[BeamSummary]  # best fused score first
     seconds: dict[str, float] = field(default_factory=dict)
+    received_bytes: int = 0  # what this chunk's process received from the others (candidate-parallel runs)
 
     def parent_beam(self, beam: int) -> int | None:
         """Index at the previous chunk of the beam that surviving beam `beam` grew from."""
@@ -61,4 +63,4 @@ class ChunkRecord:
                  for b in raw["beams"]]
         return cls(chunk=raw["chunk"], start_frame=raw["start_frame"], alpha=raw["alpha"], prompt=raw["prompt"],
                    candidates=[CandidateRecord(**c) for c in raw["candidates"]], beams=beams,
-                   seconds=dict(raw.get("seconds", {})))
+                   seconds=dict(raw.get("seconds", {})), received_bytes=raw.get("received_bytes", 0))

@@ -17,12 +17,14 @@ from torch import Tensor
 
 from engine.beam import BeamState, ChunkLatents
 from engine.config import StreamConfig
+from engine.errors import StreamT1Error
 from engine.decode_queue import DecodeQueue, PendingFrames
 from engine.frames import from_uint8, to_uint8
 from engine.models.causal_wan import AttentionPrefix, TextContext
 from engine.models.factory import Models
-from engine.models.kv_cache import KVCache, SinkRoute
+from engine.models.kv_cache import CacheSegment, KVCache, SinkRoute
 from engine.models.vae_stream import DecoderState
+from engine.parallel import Ranks
 from engine.positions import PositionMode, RotaryLayout, rotary_layout
 from engine.records import BeamSummary, CandidateRecord, ChunkRecord, SinkEvent
 from engine.rewards.base import ClipScorer, FrameScorer
@@ -32,6 +34,9 @@ from engine.scaling.noise import child_seed, first_chunk_seed, plain_seed, propa
 from engine.scaling.pruning import fuse, fusion_alpha, select_top_k, short_term
 from engine.scaling.sinking import route_evicted, sink_flag
 from engine.timing import PhaseTimer
+
+PLAIN_ON_ONE = ("plain LongLive makes one candidate a chunk, so one GPU runs it: start it without torchrun, or give "
+                "many prompts to `streamt1 batch`")
 
 
 class PromptContexts:
@@ -92,6 +97,32 @@ class _Candidate:
     noise: Tensor  # x_init, [C, F, h, w] CPU
 
 
+@dataclass(frozen=True)
+class _Survivor:
+    """What a kept candidate's owner shares with the other ranks: its clean latents [C, F, h, w]
+    (float32 CPU), the K/V segment of its cache write, its decoder cache and its uint8 frames."""
+
+    latents: Tensor
+    segment: CacheSegment
+    decoder: DecoderState
+    frames: Tensor
+
+    def to_parts(self) -> tuple[dict, list[Tensor]]:
+        feats = [f for f in self.decoder.feats if f is not None]
+        meta = {"start_frame": self.segment.start_frame, "num_frames": self.segment.num_frames,
+                "layers": self.segment.num_layers, "cached": [f is not None for f in self.decoder.feats],
+                "decoded": self.decoder.frames, "batch_size": self.decoder.batch_size}
+        return meta, [self.latents, self.frames, *self.segment.keys, *self.segment.values, *feats]
+
+    @classmethod
+    def from_parts(cls, meta: dict, tensors: list[Tensor]) -> _Survivor:
+        layers = meta["layers"]
+        keys, values, rest = tensors[2 : 2 + layers], tensors[2 + layers : 2 + 2 * layers], iter(tensors[2 + 2 * layers :])
+        feats = tuple(next(rest) if cached else None for cached in meta["cached"])
+        segment = CacheSegment(meta["start_frame"], meta["num_frames"], tuple(keys), tuple(values))
+        return cls(tensors[0], segment, DecoderState(feats, meta["decoded"], meta["batch_size"]), tensors[1])
+
+
 class ChunkLoop:
     """Generates chunks; `beams` are the survivors, best fused score first.
 
@@ -103,13 +134,16 @@ class ChunkLoop:
 
     def __init__(self, models: Models, config: StreamConfig, scaling: ScalingConfig | None,
                  scorers: tuple[FrameScorer, ClipScorer] | None, seed: int, prompts: dict[int, str],
-                 positions: PositionMode = PositionMode.AUTO) -> None:
+                 positions: PositionMode = PositionMode.AUTO, ranks: Ranks | None = None) -> None:
         if (scaling is None) != (scorers is None):
             raise ValueError("scaling and scorers go together")
         if 0 not in prompts:
             raise ValueError("the prompt schedule needs a prompt for chunk 0")
         if scaling is not None:
             scaling.check_stream(config)
+        self.ranks = ranks or Ranks()
+        if scaling is None and self.ranks.size > 1:
+            raise StreamT1Error(PLAIN_ON_ONE)
         self.models, self.config, self.scaling, self.positions = models, config, scaling, positions
         self.short_scorer, self.long_scorer = scorers if scorers else (None, None)
         self.seed = seed
@@ -170,15 +204,28 @@ class ChunkLoop:
             out.append(_Candidate(parent, child, seed, gen, propagate_noise(parent_noise, eps, sigma)))
         return out
 
-    def _cache_write(self, parent: BeamState | None, latents: Tensor, flag: SinkRoute, prefix: AttentionPrefix | None,
-                     layout: RotaryLayout, text: TextContext) -> tuple[KVCache, list[SinkEvent]]:
-        """A survivor's clean t=0 forward, the push into its parent's cache and the routing of what
-        that evicts."""
-        model, cfg = self.models.transformer, self.config
+    def _work_groups(self, candidates: list[_Candidate]) -> dict[tuple[int | None, int], list[int]]:
+        """This rank's candidates in the batches it denoises and scores together: one parent's
+        children (chunk 0's fresh candidates in blocks of beam_size), so a batch is the same on one
+        process and on as many ranks as there are beams."""
+        n, size = len(candidates), 1 if self.scaling is None else self.scaling.beam_size
+        groups: dict[tuple[int | None, int], list[int]] = {}
+        for i, cand in enumerate(candidates):
+            if self.ranks.owner(i, n) == self.ranks.rank:
+                groups.setdefault((cand.parent, i // size if cand.parent is None else 0), []).append(i)
+        return groups
+
+    def _cache_segment(self, latents: Tensor, prefix: AttentionPrefix | None, layout: RotaryLayout,
+                       text: TextContext) -> CacheSegment:
+        """A survivor's clean t=0 forward: the K/V its chunk leaves in the cache."""
         zero_t = torch.zeros(1, device=self.models.device)
-        start = cfg.start_frame(self.chunk)
-        _, segment = model.forward_chunk(latents, zero_t, start, text, prefix, capture_kv=True, position=layout.chunk)
-        cache, evicted = (parent.cache if parent else KVCache()).push(replace(segment, route=flag), cfg)
+        start = self.config.start_frame(self.chunk)
+        return self.models.transformer.forward_chunk(latents, zero_t, start, text, prefix, capture_kv=True,
+                                                     position=layout.chunk)[1]
+
+    def _push(self, parent: BeamState | None, segment: CacheSegment, flag: SinkRoute) -> tuple[KVCache, list[SinkEvent]]:
+        """The segment pushed into its parent's cache, and the routing of what that evicts."""
+        cache, evicted = (parent.cache if parent else KVCache()).push(replace(segment, route=flag), self.config)
         events: list[tuple[int, SinkRoute]] = []
         if self.scaling is not None:
             cache, events = route_evicted(cache, evicted, self.scaling.max_sink_frames, self.scaling.ema_alpha)
@@ -228,18 +275,16 @@ class ChunkLoop:
         text = self.prompts.get(prompt)
         start = cfg.start_frame(self.chunk)
         candidates = self._candidates()
-        groups: dict[int | None, list[int]] = {}
-        for i, cand in enumerate(candidates):
-            groups.setdefault(cand.parent, []).append(i)
-
-        latents: list[Tensor] = [torch.empty(0)] * len(candidates)
+        groups = self._work_groups(candidates)
+        latents: dict[int, Tensor] = {}
         contexts: dict[int | None, tuple[AttentionPrefix | None, RotaryLayout]] = {}
-        for parent, idx in groups.items():
+        for (parent, _), idx in groups.items():
             with timer.phase("denoise"):
-                cache = KVCache() if parent is None else self.beams[parent].cache
-                layout = self._layout(cache, start)
-                prefix = self._prefix(cache, layout)
-                contexts[parent] = (prefix, layout)
+                if parent not in contexts:
+                    cache = KVCache() if parent is None else self.beams[parent].cache
+                    layout = self._layout(cache, start)
+                    contexts[parent] = (self._prefix(cache, layout), layout)
+                prefix, layout = contexts[parent]
                 x_init = torch.stack([candidates[i].noise for i in idx]).to(device)
 
                 def flow(x: Tensor, t: Tensor, prefix=prefix, position=layout.chunk) -> Tensor:
@@ -261,7 +306,8 @@ class ChunkLoop:
         """Plain LongLive: cache write, then a decode that nothing here waits for."""
         parent = self.beams[0] if self.beams else None
         with self.timer.phase("cache_write"):
-            cache, events = self._cache_write(parent, latents, SinkRoute.DISCARD, *contexts[cand.parent], text)
+            segment = self._cache_segment(latents, *contexts[cand.parent], text)
+            cache, events = self._push(parent, segment, SinkRoute.DISCARD)
         # queued after the cache write, so the decode overlaps the next chunk's denoising
         pending, state = self.decodes.decode(latents, None if parent is None else parent.decoder, overlap=True)
         cpu_latents = latents.float().cpu()
@@ -272,56 +318,72 @@ class ChunkLoop:
                              self._beam_summaries(), self.timer.take())
         return ChunkOutput(record, cpu_latents, cand.noise[None], pending)
 
-    def _commit_scaled(self, candidates: list[_Candidate], latents: list[Tensor], contexts, groups,
+    def _commit_scaled(self, candidates: list[_Candidate], latents: dict[int, Tensor], contexts, groups,
                        text: TextContext, prompt: str, start: int) -> ChunkOutput:
-        """Stream-T1: decode every candidate, score, keep the global top-k, write the survivors."""
-        cfg, sc, timer, device = self.config, self.scaling, self.timer, self.models.device
+        """Stream-T1: decode and score this rank's candidates, gather every score, keep the global
+        top-k; each survivor's owner writes its cache and shares it, so every rank grows every beam."""
+        cfg, sc, timer, device, ranks = self.config, self.scaling, self.timer, self.models.device, self.ranks
+        n = len(candidates)
         with timer.phase("decode"):
-            decoded = []
-            for i, c in enumerate(candidates):
+            decoded: dict[int, tuple[Tensor, DecoderState]] = {}
+            for i in latents:
+                parent = candidates[i].parent
                 pending, state = self.decodes.decode(
-                    latents[i], None if c.parent is None else self.beams[c.parent].decoder, overlap=False)
-                decoded.append((pending.on_device()[0], state))
-        frames = [f for f, _ in decoded]
-        with timer.phase("short_reward"):
-            per_frame = self.short_scorer.score_frames(torch.stack(frames).transpose(1, 2).flatten(0, 1), prompt)
-            shorts = short_term(per_frame.cpu(), frames[0].shape[1])
-        with timer.phase("long_reward"):
-            pasts = {parent: self._reward_past(parent, device) for parent in groups}  # once per beam
-            clips = torch.stack([torch.cat((pasts[c.parent], frames[i]), dim=1) for i, c in enumerate(candidates)])
-            longs = self.long_scorer.score_clips(clips, prompt, cfg.fps).overall.float().cpu()
+                    latents[i], None if parent is None else self.beams[parent].decoder, overlap=False)
+                decoded[i] = (pending.on_device()[0], state)
+        scores: dict[int, tuple[float, float]] = {}
+        for (parent, _), idx in groups.items():
+            frames = [decoded[i][0] for i in idx]
+            with timer.phase("short_reward"):
+                per_frame = self.short_scorer.score_frames(torch.stack(frames).transpose(1, 2).flatten(0, 1), prompt)
+                shorts = short_term(per_frame.cpu(), frames[0].shape[1])
+            with timer.phase("long_reward"):
+                past = self._reward_past(parent, device)
+                clips = torch.stack([torch.cat((past, f), dim=1) for f in frames])
+                longs = self.long_scorer.score_clips(clips, prompt, cfg.fps).overall.float().cpu()
+            scores.update({i: (float(shorts[row]), float(longs[row])) for row, i in enumerate(idx)})
+        with timer.phase("exchange"):
+            shorts, longs = ranks.gather_scores(scores, n)
         alpha = fusion_alpha(start, sc.horizon_frames, cfg.chunk_frames, sc.fusion_cap)
         fused = fuse(shorts, longs, alpha)
         kept = select_top_k(fused, sc.top_k)
 
         flags: dict[int, SinkRoute] = {}
-        new_beams = []
-        cpu_latents = {i: latents[i][0].float().cpu() for i in kept}
-        kept_frames = {i: to_uint8(frames[i]) for i in kept}
-        with timer.phase("cache_write"):
-            for i in kept:
-                cand = candidates[i]
-                parent = None if cand.parent is None else self.beams[cand.parent]
-                flags[i] = SinkRoute.DISCARD if parent is None else sink_flag(
-                    float(shorts[i]), parent.earlier_short_mean, float(longs[i]), parent.last_long,
-                    sc.short_threshold, sc.long_threshold)
-                cache, events = self._cache_write(parent, latents[i], flags[i], *contexts[cand.parent], text)
-                new_beams.append(self._grow(parent, cache, events, i, cand.seed, cand.noise, cpu_latents[i],
-                                            kept_frames[i], decoded[i][1], float(shorts[i]), float(longs[i])))
+        new_beams, kept_latents, kept_frames = [], [], []
+        for i in kept:
+            cand = candidates[i]
+            parent = None if cand.parent is None else self.beams[cand.parent]
+            flags[i] = SinkRoute.DISCARD if parent is None else sink_flag(
+                float(shorts[i]), parent.earlier_short_mean, float(longs[i]), parent.last_long,
+                sc.short_threshold, sc.long_threshold)
+            owner = ranks.owner(i, n)
+            mine = None
+            if owner == ranks.rank:
+                with timer.phase("cache_write"):
+                    segment = self._cache_segment(latents[i], *contexts[cand.parent], text)
+                mine = _Survivor(latents[i][0].float().cpu(), segment, decoded[i][1], to_uint8(decoded[i][0]))
+            with timer.phase("exchange"):
+                survivor = _Survivor.from_parts(*ranks.share(None if mine is None else mine.to_parts(), owner))
+            cache, events = self._push(parent, survivor.segment, flags[i])
+            new_beams.append(self._grow(parent, cache, events, i, cand.seed, cand.noise, survivor.latents,
+                                        survivor.frames, survivor.decoder, float(shorts[i]), float(longs[i])))
+            kept_latents.append(survivor.latents)
+            kept_frames.append(survivor.frames)
         self.beams = new_beams
+        moved, _ = ranks.traffic.take()
         record = ChunkRecord(
             chunk=self.chunk, start_frame=start, alpha=alpha, prompt=prompt,
             candidates=[
                 CandidateRecord(i, c.parent, c.child, c.seed, float(shorts[i]), float(longs[i]), float(fused[i]),
-                                i in flags, flags[i].value if i in flags else None)
+                                i in flags, flags[i].value if i in flags else None, ranks.owner(i, n))
                 for i, c in enumerate(candidates)
             ],
             beams=self._beam_summaries(),
             seconds=timer.take(),
+            received_bytes=moved,
         )
-        return ChunkOutput(record, torch.stack([cpu_latents[i] for i in kept]),
-                           torch.stack([candidates[i].noise for i in kept]),
-                           PendingFrames(torch.stack([kept_frames[i] for i in kept])))
+        return ChunkOutput(record, torch.stack(kept_latents), torch.stack([candidates[i].noise for i in kept]),
+                           PendingFrames(torch.stack(kept_frames)))
 
     def _beam_summaries(self) -> list[BeamSummary]:
         return [BeamSummary(b.candidate, b.cache.sink_frames, b.last_sink_event) for b in self.beams]
@@ -355,7 +417,8 @@ class ChunkLoop:
                 layout = self._layout(cache, start)
                 contexts[cand.parent] = (self._prefix(cache, layout), layout)
             lat = latents[b : b + 1].to(self.models.device)
-            cache, events = self._cache_write(parent, lat, SinkRoute(cand.flag), *contexts[cand.parent], text)
+            segment = self._cache_segment(lat, *contexts[cand.parent], text)
+            cache, events = self._push(parent, segment, SinkRoute(cand.flag))
             pending, state = self.decodes.decode(lat, None if parent is None else parent.decoder,
                                                  overlap=self.scaling is None)
             frames = None if self.scaling is None else to_uint8(pending.on_device()[0])

@@ -160,10 +160,11 @@ def test_both_rewards_see_the_same_truncated_levels(models):
     short, long = Recording(SharpnessProxy()), Recording(TemporalConsistencyProxy())
     s = ChunkLoop(models, StreamConfig(), ScalingConfig(), (short, long), 5, {0: "a red fox"})
     first = s.step().record
-    fresh = to_levels(short.seen[0]).unflatten(0, (4, -1)).transpose(1, 2)  # [candidates, 3, 9, H, W]
+    # scored one sibling group (2 candidates) per call: 2 calls a chunk
+    fresh = to_levels(torch.cat(short.seen[:2])).unflatten(0, (4, -1)).transpose(1, 2)  # [candidates, 3, 9, H, W]
     survivors = {b.candidate for b in first.beams}
     second = s.step().record
-    history = to_levels(long.seen[1][:, :, :9])
+    history = to_levels(torch.cat(long.seen[2:4])[:, :, :9])
     matched = {next(i for i in range(4) if torch.equal(fresh[i], h)) for h in history}
     assert matched == survivors
     for b, beam in enumerate(s.beams):
