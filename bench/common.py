@@ -13,6 +13,7 @@ import torch
 from engine.config import StreamConfig
 from engine.models.factory import Models, random_models, tune_for_cuda
 from engine.models.presets import LONGLIVE, TINY, Preset
+from engine.parallel import Ranks
 from engine.records import ChunkRecord
 from engine.rewards.proxies import SharpnessProxy, TemporalConsistencyProxy
 from engine.scaling.config import ScalingConfig
@@ -56,8 +57,8 @@ def new_session(folder: Path, models: Models, scaling: ScalingConfig | None, rew
     return Session.create(folder, replace(spec, snapshot_every=snapshot_every))
 
 
-def loop_for(session: Session, models: Models, scorers) -> ChunkLoop:
-    loop = open_loop(session.spec, models, scorers)
+def loop_for(session: Session, models: Models, scorers, ranks: Ranks | None = None) -> ChunkLoop:
+    loop = open_loop(session.spec, models, scorers, ranks)
     loop.prompts.add_states(PROMPT, text_states(models.preset))
     return loop
 

@@ -18,6 +18,13 @@ for step in $STEPS; do
       python3 bench/stream_bench.py --modes plain --chunks 12 --warmup 4 --json "$OUT/plain.json" 2>&1 | clean | tee "$OUT/plain.txt" ;;
     session)  # overnight sessions: snapshots, continue start-up at head 40 and 400, disk per hour
       python3 bench/session_bench.py --heads 40,400 --every 40 --json "$OUT/session.json" 2>&1 | clean | tee "$OUT/session.txt" ;;
+    parallel) # candidate-parallel Stream-T1 N=4 on 1, 2 and 4 GPUs of this machine, one after another
+      n=$(nvidia-smi -L | wc -l)
+      for g in 1 2 4; do
+        [ "$g" -le "$n" ] || continue
+        if [ "$g" = 1 ]; then launch=(python3); else launch=(python3 -m torch.distributed.run --standalone --nproc-per-node "$g"); fi
+        timeout 280 "${launch[@]}" bench/parallel_bench.py --chunks ${PAR_CHUNKS:-8} --warmup 3 --json "$OUT/parallel_$g.json" 2>&1 | clean | grep -v "^  chunk\|\*\*\*\|OMP_NUM" | tee "$OUT/parallel_$g.txt"
+      done ;;
     decode)   # the VAE alone: cuDNN 3D convs vs 2D convs per time tap
       python3 bench/decode_bench.py --json "$OUT/decode.json" 2>&1 | clean | tee "$OUT/decode.txt" ;;
     *) echo "unknown step $step" >&2; exit 2 ;;

@@ -7,15 +7,20 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import StreamConfig
 from engine.errors import StreamT1Error
+from engine.parallel import Ranks
 from engine.records import ChunkRecord
+from engine.stream import ChunkLoop
 from sessions.growing_video import VIDEO_FILE
+from sessions.group import follow, join
 from sessions.lineage import final_beam
-from sessions.store import Session, SessionError
+from sessions.run import run
+from sessions.store import Session, SessionError, SessionSpec
 
 KEYS = {"prompt", "seconds", "chunks", "seed", "schedule"}
 
@@ -135,3 +140,29 @@ def status(item: BatchItem, root: Path) -> BatchStatus:
         return BatchStatus(item, path, f"damaged: {err}", 0, None)
     done = session.head >= item.chunks and (path / VIDEO_FILE).exists()
     return BatchStatus(item, path, "done" if done else "partial", session.head, fused)
+
+
+def run_batch(items: list[BatchItem], root: Path, group: Ranks, group_index: int, groups: int, world_rank: int,
+              spec_of: Callable[[BatchItem], SessionSpec], open_loop_for: Callable[[Session], ChunkLoop],
+              say: Callable[[str], None]) -> None:
+    """Run this group's items one after another: make the sessions that do not exist, continue
+    those that stopped early, skip the finished. The group's leader writes; its other ranks follow."""
+    root.mkdir(parents=True, exist_ok=True)
+    for item in assigned(items, group_index, groups):
+        path = root / item.name
+        before = status(item, root)  # every rank looks before the leader changes anything
+        group.barrier()
+        if before.state == "done" or before.state.startswith("damaged"):
+            if group.leader:
+                say(f"rank {world_rank}: skipped {item.name} ({before.state})")
+            continue
+        made = before.state == "not started"
+        session = join(group, path, lambda: Session.create(path, spec_of(item)) if made else Session.open(path))
+        loop = open_loop_for(session)
+        todo = max(0, item.chunks - session.head)
+        if group.leader:
+            with session.lock():
+                run(session, loop, todo, on_record=lambda record: None, on_note=say)
+            say(f"rank {world_rank}: {'made' if made else 'continued'} {item.name}")
+        else:
+            follow(session, loop, todo, None)

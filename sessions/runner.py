@@ -16,6 +16,7 @@ from torch import Tensor
 from engine.config import StreamConfig
 from engine.frames import from_uint8
 from engine.models.factory import Models
+from engine.parallel import Ranks
 from engine.positions import PositionMode
 from engine.records import ChunkRecord
 from engine.rewards.base import ClipScorer, FrameScorer
@@ -58,9 +59,10 @@ def scaling_config(spec: SessionSpec) -> ScalingConfig | None:
     return None if spec.scaling is None else ScalingConfig(**spec.scaling)
 
 
-def open_loop(spec: SessionSpec, models: Models, scorers: tuple[FrameScorer, ClipScorer] | None) -> ChunkLoop:
+def open_loop(spec: SessionSpec, models: Models, scorers: tuple[FrameScorer, ClipScorer] | None,
+              ranks: Ranks | None = None) -> ChunkLoop:
     return ChunkLoop(models, stream_config(spec), scaling_config(spec), scorers, spec.seed, spec.schedule,
-                     PositionMode(spec.positions))
+                     PositionMode(spec.positions), ranks)
 
 
 # --- resuming ----------------------------------------------------------------------------------------
