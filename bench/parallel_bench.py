@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rewards", choices=["real", "proxy"], default="real")
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--no-report", action="store_true", help="no report rewrites during the run (their cost)")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/streamt1_parallel"))
     parser.add_argument("--json")
     parser.add_argument("--smoke", action="store_true", help="tiny preset on the CPU (gloo): check the script")
@@ -48,7 +49,7 @@ def main() -> None:
         follow(session, loop, total, None)
         stop_world()
         return
-    timed = timed_run(session, loop, total, progress=True)
+    timed = timed_run(session, loop, total, report=not args.no_report, progress=True)
     stop_world()
     rate, chunk_ms = fps(timed, args.warmup)
     stored = Session.open(folder)
@@ -58,10 +59,12 @@ def main() -> None:
     print(f"{'GPUs':<6}" + "".join(f"{p:>14}" for p in PHASES) + f"{'received':>12}{'chunk':>10}{'FPS':>8}")
     print(f"{ranks.size:<6}" + "".join(f"{med[p]:>12.1f}ms" for p in PHASES)
           + f"{received / 1e9:>10.2f}GB{chunk_ms:>8.1f}ms{rate:>8.2f}")
-    print(f"{device_name()} x{ranks.size}, rewards {args.rewards}, compile {not args.no_compile}, "
+    print(f"{device_name()} x{ranks.size}, rewards {args.rewards}, compile {not args.no_compile}, report {not args.no_report}, "
+          f"threads {torch.get_num_threads()}, "
           f"torch {torch.__version__}, peak {peak_gib():.1f} GiB on rank 0")
     if args.json:
         Path(args.json).write_text(json.dumps({"gpu": device_name(), "gpus": ranks.size, "fps": rate,
+                                               "report": not args.no_report, "threads": torch.get_num_threads(),
                                                "chunk_ms": chunk_ms, "median_ms": med,
                                                "received_bytes_rank0": received}, indent=1))
 

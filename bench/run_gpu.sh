@@ -20,10 +20,11 @@ for step in $STEPS; do
       python3 bench/session_bench.py --heads 40,400 --every 40 --json "$OUT/session.json" 2>&1 | clean | tee "$OUT/session.txt" ;;
     parallel) # candidate-parallel Stream-T1 N=4 on 1, 2 and 4 GPUs of this machine, one after another
       n=$(nvidia-smi -L | wc -l)
-      for g in 1 2 4; do
+      for g in ${PAR_GPUS:-1 2 4}; do
         [ "$g" -le "$n" ] || continue
         if [ "$g" = 1 ]; then launch=(python3); else launch=(python3 -m torch.distributed.run --standalone --nproc-per-node "$g"); fi
-        timeout 280 "${launch[@]}" bench/parallel_bench.py --chunks ${PAR_CHUNKS:-8} --warmup 3 --json "$OUT/parallel_$g.json" 2>&1 | clean | grep -v "^  chunk\|\*\*\*\|OMP_NUM" | tee "$OUT/parallel_$g.txt"
+        timeout 280 "${launch[@]}" bench/parallel_bench.py --chunks ${PAR_CHUNKS:-8} --warmup 3 $PAR_ARGS --json "$OUT/parallel_$g$PAR_TAG.json" 2>&1 | clean > "$OUT/parallel_$g$PAR_TAG.txt"
+        grep -v "^  chunk\|\*\*\*\|OMP_NUM" "$OUT/parallel_$g$PAR_TAG.txt"
       done ;;
     decode)   # the VAE alone: cuDNN 3D convs vs 2D convs per time tap
       python3 bench/decode_bench.py --json "$OUT/decode.json" 2>&1 | clean | tee "$OUT/decode.txt" ;;

@@ -136,6 +136,8 @@ def start_world(device_type: str) -> tuple[Ranks, torch.device]:
     if launched_world() == 1:
         return Ranks(device=torch.device("cpu")), torch.device(device_type)
     local = int(os.environ.get("LOCAL_RANK", "0"))
+    if os.environ.get("OMP_NUM_THREADS") == "1":  # torchrun's default starves the CPU-side work (reward inputs)
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     if device_type == "cuda":
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
