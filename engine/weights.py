@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -119,32 +118,21 @@ def read_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
 # Strict loading into an empty module
 
 
-@contextmanager
-def _parameters_on_meta() -> Iterator[None]:
-    """Modules built inside get their parameters on the meta device (no memory, no random init:
-    the 5.7 B-parameter umt5-xxl would otherwise cost 22 GB and a minute) while buffers stay real,
-    since non-persistent ones such as the RoPE tables are computed in __init__ and never stored."""
-    register = torch.nn.Module.register_parameter
-
-    def register_on_meta(module: torch.nn.Module, name: str, param: torch.nn.Parameter | None) -> None:
-        register(module, name, param)
-        if param is not None:
-            module._parameters[name] = torch.nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
-
-    torch.nn.Module.register_parameter = register_on_meta  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        torch.nn.Module.register_parameter = register  # type: ignore[method-assign]
-
-
 def load_strict(
     build: Callable[[], M], state: dict[str, torch.Tensor], dtype: torch.dtype, path: Path, what: str
 ) -> M:
     """`build()` with its parameters on the meta device, `state` checked against it (keys and
     shapes) and assigned: floating tensors in `dtype`, others as stored. Returns the module in
-    eval mode without grads."""
-    with _parameters_on_meta():
+    eval mode without grads.
+
+    accelerate's `init_empty_weights(include_buffers=False)` puts only the parameters on the meta
+    device (no memory, no random init: the 5.7 B-parameter umt5-xxl would otherwise cost 22 GB and
+    a minute). Buffers stay real, because non-persistent ones such as the RoPE tables are computed
+    in __init__ and are in no file; `with torch.device("meta")` would leave those empty too.
+    """
+    from accelerate import init_empty_weights  # imported here: it is slow to import
+
+    with init_empty_weights(include_buffers=False):
         model = build()
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = sorted(set(expected) - set(state))
