@@ -98,7 +98,7 @@ class HPSv3Scorer:
         config = load_config(processor_dir / QWEN_CONFIG_FILE, vocab_size=len(tokenizer))
         mean, std = read_pixel_stats(processor_dir / QWEN_PREPROCESSOR_FILE)
         backbone_state, head_state = split_state(read_safetensors(checkpoint))
-        model = load_backbone(backbone_state, config, dtype, checkpoint)
+        model = load_backbone(backbone_state, config, dtype, checkpoint, processor_dir)
         hidden = config.text_config.hidden_size
         head = load_strict(lambda: ranknet_head(hidden), head_state, torch.float32, checkpoint, "HPSv3 head")
         return cls(QwenVL(model.to(device), tokenizer, mean, std), head.to(device))

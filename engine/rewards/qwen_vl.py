@@ -33,9 +33,10 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase, Qwen2VLConfig
 from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLModel
 
+from engine.errors import WeightsError
 from engine.frames import to_levels
 from engine.model_files import QWEN_CHAT_TEMPLATE_FILE
-from engine.weights import foreign_error, load_strict, read_json, read_tokenizer
+from engine.weights import download_fix, foreign_error, load_strict, read_json, read_tokenizer
 
 # The LM head of the reward models' Qwen2VLForConditionalGeneration: stored in their files, unused.
 # Qwen2-VL's own special tokens and its chat template reduced to what a reward prompt uses: for
@@ -53,6 +54,7 @@ REWARD_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 LM_HEAD_KEY = "lm_head.weight"
+EMBEDDING_KEY = "language_model.embed_tokens.weight"  # the token table, as `split_state` names it
 HEAD_PREFIX = "rm_head."  # both reward models call their head `rm_head`
 
 
@@ -118,7 +120,27 @@ def split_state(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, 
     return backbone, head
 
 
-def load_backbone(state: dict[str, Tensor], config: Qwen2VLConfig, dtype: torch.dtype, path: Path) -> Qwen2VLModel:
+def check_vocabulary(state: dict[str, Tensor], vocab_size: int, tokenizer_dir: Path, path: Path) -> None:
+    """The checkpoint's token table (`state` as `split_state` returns it) has one row per token of
+    the tokenizer in `tokenizer_dir` (`vocab_size`, special tokens included); else the tokenizer
+    files are not the ones the reward model was trained with, and this says so instead of
+    blaming the checkpoint `path`. A missing table is left to strict loading to report."""
+    table = state.get(EMBEDDING_KEY)
+    if table is None or table.shape[0] == vocab_size:
+        return
+    raise WeightsError(
+        f"the tokenizer in {tokenizer_dir} has {vocab_size} tokens but {path} holds {table.shape[0]} token "
+        f"embeddings: those tokenizer files do not belong to this checkpoint; delete {tokenizer_dir} and "
+        f"{download_fix(tokenizer_dir)} to fetch the matching processor files"
+    )
+
+
+def load_backbone(
+    state: dict[str, Tensor], config: Qwen2VLConfig, dtype: torch.dtype, path: Path, tokenizer_dir: Path
+) -> Qwen2VLModel:
+    """The Qwen2-VL backbone from `state` (read from `path`), whose vocabulary `config` took from
+    the tokenizer in `tokenizer_dir`."""
+    check_vocabulary(state, config.text_config.vocab_size, tokenizer_dir, path)
     return load_strict(lambda: Qwen2VLModel(config), state, dtype, path, "Qwen2-VL")
 
 

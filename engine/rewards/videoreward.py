@@ -190,12 +190,13 @@ class VideoRewardScorer:
         config_path = folder / VIDEOREWARD_CONFIG_FILE
         data, model_cfg, peft, norm = _sections(read_json(config_path), config_path)
         step_dir = _latest_checkpoint(folder)
-        tokenizer = load_tokenizer(step_dir / VIDEOREWARD_TOKENIZER_DIR, SPECIAL_TOKENS, template_dirs=(base_dir,))
+        tokenizer_dir = step_dir / VIDEOREWARD_TOKENIZER_DIR
+        tokenizer = load_tokenizer(tokenizer_dir, SPECIAL_TOKENS, template_dirs=(base_dir,))
         config = load_config(base_dir / QWEN_CONFIG_FILE, vocab_size=len(tokenizer))
         pixel_mean, pixel_std = read_pixel_stats(base_dir / QWEN_PREPROCESSOR_FILE)
         state, source = _checkpoint_state(step_dir, base_dir, peft)
         backbone_state, head_state = split_state(state)
-        model = load_backbone(backbone_state, config, dtype, source)
+        model = load_backbone(backbone_state, config, dtype, source, tokenizer_dir)
         hidden, out = config.text_config.hidden_size, model_cfg.get("output_dim", 1)
         head = load_strict(lambda: nn.Linear(hidden, out, bias=False), head_state, dtype, source, "VideoReward head")
         sampling = ClipSampling(
