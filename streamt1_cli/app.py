@@ -50,7 +50,7 @@ def download(
     rewards: Annotated[RewardsDownload, typer.Option(help="all: also HPSv3 + VideoReward and their Qwen2-VL processor files; none: skip them (--short-reward/--long-reward proxy then).")] = RewardsDownload.all,
 ) -> None:
     """Fetch the real weights (Wan2.1-T2V-1.3B, LongLive base + LoRA, reward models) from the Hugging Face Hub."""
-    from engine.models.download import download_models, download_plan
+    from engine.model_files import download_models, download_plan
 
     with_rewards = rewards is RewardsDownload.all
     for item in download_plan(model_dir, layout.value, with_rewards):

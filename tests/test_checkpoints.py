@@ -28,7 +28,7 @@ from engine.models.checkpoints import (
     load_wan_transformer,
     load_wan_vae,
 )
-from engine.models.download import download_plan
+from engine.model_files import download_plan
 from engine.models.lora import lora_pairs, merge_lora
 from engine.models.presets import TINY
 

@@ -467,3 +467,27 @@ def test_videoreward_errors(tmp_path):
     assert "checkpoint-*" in raises_one_line("missing", load)
     (folder / "model_config.json").unlink()
     assert "model_config.json" in raises_one_line("missing", load)
+
+
+def test_tokenizer_of_another_vocabulary(hpsv3, tmp_path):
+    """Processor / tokenizer files whose vocabulary is not the one the reward model was trained
+    with: the error names both sizes and the tokenizer folder, not the (intact) checkpoint."""
+    model_dir = tmp_path / "models"
+    processor = model_dir / "Qwen2-VL-7B-Instruct"
+    write_base_folder(processor, ["<|extra|>"], tie=False, template_in_tokenizer=False)  # one token more
+    rows = len(hpsv3["tok"])
+    message = raises_one_line(
+        "tokenizer", lambda: HPSv3Scorer.from_files(hpsv3["checkpoint"], processor, "cpu", F32)
+    )
+    assert f"{processor} has {rows + 1} tokens" in message and f"holds {rows} token embeddings" in message, message
+    assert str(hpsv3["checkpoint"]) in message and f"--model-dir {model_dir}" in message, message
+    assert "does not hold" not in message and "other sizes" not in message, message  # not blamed on the file
+
+    made = videoreward_folder(tmp_path / "v", 1)
+    tokenizer_dir = made["folder"] / "checkpoint-12" / "tokenizer"
+    shutil.rmtree(tokenizer_dir)
+    save_tokenizer(tokenizer_dir, [*SPECIAL_TOKENS, "<|extra|>"], template_in_tokenizer=True)  # one token more
+    message = raises_one_line("tokenizer", lambda: VideoRewardScorer.from_folder(made["folder"], "cpu", F32))
+    rows = len(made["tok"])
+    assert f"{tokenizer_dir} has {rows + 1} tokens" in message and f"holds {rows} token embeddings" in message
+    assert "does not hold" not in message and "other sizes" not in message, message

@@ -12,19 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from engine.errors import StreamT1Error, WeightsError
+from engine.model_files import HPSV3_CHECKPOINT, HPSV3_PROCESSOR_DIR, VIDEOREWARD_BASE_DIR, VIDEOREWARD_DIR
 from engine.models.presets import PRESETS
 from engine.rewards.base import ClipScorer, FrameScorer
 from engine.rewards.proxies import SharpnessProxy, TemporalConsistencyProxy
-from engine.rewards.registry import (
-    DEFAULT_REWARDS,
-    HPSV3_CHECKPOINT,
-    HPSV3_PROCESSOR_DIR,
-    LONG_REWARDS,
-    SHORT_REWARDS,
-    VIDEOREWARD_BASE_DIR,
-    VIDEOREWARD_DIR,
-    build_scorers,
-)
+from engine.rewards.registry import DEFAULT_REWARDS, LONG_REWARDS, SHORT_REWARDS, build_scorers
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 MAX_LOG = math.log1p(1020.0**2)

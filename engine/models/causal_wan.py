@@ -27,6 +27,8 @@ RopeTables = tuple[Tensor, Tensor]  # cos, sin: [1, tokens, 1, head_dim] float32
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate interleaved channel pairs of x [B, S, H, D] (diffusers' Wan convention), math in fp32."""
+    # adapted from diffusers v0.42.1 (models/transformers/transformer_wan.py, WanAttnProcessor.__call__'s
+    # apply_rotary_emb): stack + flatten instead of strided writes into an empty tensor.
     x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
     c, s = cos[..., 0::2], sin[..., 1::2]
     return torch.stack((x1 * c - x2 * s, x1 * s + x2 * c), dim=-1).flatten(-2).type_as(x)
@@ -104,6 +106,7 @@ class _CausalSelfAttention(WanAttnProcessor):
         if not isinstance(rotary_emb, _LayerContext):
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         ctx = rotary_emb
+        # adapted from diffusers v0.42.1 (models/transformers/transformer_wan.py, WanAttnProcessor.__call__)
         q, k, v = _get_qkv_projections(attn, hidden_states, None)
         q = attn.norm_q(q).unflatten(2, (attn.heads, -1))
         k = attn.norm_k(k).unflatten(2, (attn.heads, -1))
@@ -157,6 +160,8 @@ class CausalWanTransformer(nn.Module):
             raise ValueError(f"positions {position}..{position + num_frames - 1} are outside the rotary table "
                              f"({rope.max_seq_len} frames)")
         tables = []
+        # adapted from diffusers v0.42.1 (models/transformers/transformer_wan.py, WanRotaryPosEmbed.forward),
+        # with the time rows starting at `position`
         for freqs in (rope.freqs_cos, rope.freqs_sin):
             f_t, f_h, f_w = freqs.split([rope.t_dim, rope.h_dim, rope.w_dim], dim=1)
             shape = (num_frames, grid_h, grid_w, -1)
@@ -235,6 +240,8 @@ class CausalWanTransformer(nn.Module):
         rope = self.rope(start_frame if position is None else position, frames, grid_h, grid_w)
         captured: list[tuple[Tensor, Tensor]] = []
 
+        # Embedding and output head adapted from diffusers v0.42.1 (models/transformers/transformer_wan.py,
+        # WanTransformer3DModel.forward); the blocks are diffusers' own.
         hidden = wan.patch_embedding(latents.to(wan.patch_embedding.weight.dtype))
         hidden = hidden.flatten(2).transpose(1, 2).contiguous()
         temb, timestep_proj = self._time_embedding(timestep, hidden.dtype)

@@ -37,6 +37,7 @@ def cast_for_inference(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     """Cast floating tensors to `dtype` except those diffusers keeps in fp32 (norms, time embedder,
     rotary tables), as `from_pretrained(torch_dtype=...)` does, so random-init and loaded models run
     alike. Kept tensors are never round-tripped through `dtype` (no precision lost)."""
+    # The keep rule is adapted from diffusers v0.42.1 (models/model_loading_utils.py, load_model_dict_into_meta).
     keep = model._keep_in_fp32_modules or [] if isinstance(model, ModelMixin) else []
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         if tensor.is_floating_point() and not any(k in name.split(".") for k in keep):

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 def rms_norm_silu(x: Tensor, gamma: Tensor, bias: Tensor | float, scale: float) -> Tensor:
     """silu(normalize(x, dim=1) * scale * gamma + bias) in fp32, cast back to x's dtype."""
+    # adapted from diffusers v0.42.1 (models/autoencoders/autoencoder_kl_wan.py, WanRMS_norm.forward)
     xf = x.float()
     normed = xf / torch.linalg.vector_norm(xf, dim=1, keepdim=True).clamp_min(1e-12)
     return F.silu(normed * scale * gamma.float() + bias).to(x.dtype)
@@ -43,6 +44,7 @@ class FusedRMSNormSiLU(nn.Module):
 
 def _time_padded(conv: WanCausalConv3d, x: Tensor, cache_x: Tensor | None) -> Tensor:
     """x with the conv's causal past in front: the cached frames, zeros for what is missing."""
+    # adapted from diffusers v0.42.1 (models/autoencoders/autoencoder_kl_wan.py, WanCausalConv3d.forward)
     time_pad = conv._time_pad
     if cache_x is not None and time_pad > 0:
         x = torch.cat([cache_x.to(x.device), x], dim=2)

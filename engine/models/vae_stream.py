@@ -94,7 +94,8 @@ class StreamingVaeDecoder:
             raise ValueError(f"latents batch {latents.shape[0]} != decoder state batch {self._batch_size}")
         vae = self.vae
         z = latents.to(vae.device, vae.dtype)
-        # De-normalize exactly as WanPipeline does before vae.decode.
+        # De-normalize exactly as WanPipeline does before vae.decode; then the decode loop is adapted from
+        # diffusers v0.42.1 (models/autoencoders/autoencoder_kl_wan.py, AutoencoderKLWan._decode).
         z = z / self._std_inv.to(z.device, z.dtype) + self._mean.to(z.device, z.dtype)
         x = vae.post_quant_conv(z)
         if self.whole_chunks and self._frames >= 2:

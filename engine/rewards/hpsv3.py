@@ -21,30 +21,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from engine.models.checkpoints import _load_strict, _read_safetensors
-from engine.rewards.qwen_vl import (
-    QwenVL,
-    load_backbone,
-    load_config,
-    load_tokenizer,
-    read_pixel_stats,
-    require,
-    split_state,
-)
+from engine.model_files import QWEN_CONFIG_FILE, QWEN_PREPROCESSOR_FILE
+from engine.rewards.qwen_vl import QwenVL, load_backbone, load_config, load_tokenizer, read_pixel_stats, split_state
+from engine.weights import load_strict, read_safetensors
 
-# What `streamt1 download` fetches for HPSv3 (file names / glob patterns per hub repo).
-REPO = "MizzenAI/HPSv3"
-CHECKPOINT_FILE = "HPSv3.safetensors"
-PROCESSOR_REPO = "Qwen/Qwen2-VL-7B-Instruct"
-PROCESSOR_FILES = (
-    "config.json",
-    "preprocessor_config.json",
-    "chat_template.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "vocab.json",
-    "merges.txt",
-)
 REWARD_TOKEN = "<|Reward|>"
 PIXELS = 256 * 28 * 28  # HPSv3's min_pixels = max_pixels
 
@@ -115,12 +95,12 @@ class HPSv3Scorer:
         `processor_dir`; the backbone in `dtype`, the head in float32, both on `device`."""
         checkpoint, processor_dir = Path(checkpoint), Path(processor_dir)
         tokenizer = load_tokenizer(processor_dir, [REWARD_TOKEN])
-        config = load_config(processor_dir / "config.json", vocab_size=len(tokenizer))
-        mean, std = read_pixel_stats(processor_dir / "preprocessor_config.json")
-        backbone_state, head_state = split_state(_read_safetensors(require(checkpoint)))
-        model = load_backbone(backbone_state, config, dtype, checkpoint)
+        config = load_config(processor_dir / QWEN_CONFIG_FILE, vocab_size=len(tokenizer))
+        mean, std = read_pixel_stats(processor_dir / QWEN_PREPROCESSOR_FILE)
+        backbone_state, head_state = split_state(read_safetensors(checkpoint))
+        model = load_backbone(backbone_state, config, dtype, checkpoint, processor_dir)
         hidden = config.text_config.hidden_size
-        head = _load_strict(lambda: ranknet_head(hidden), head_state, torch.float32, checkpoint, "HPSv3 head")
+        head = load_strict(lambda: ranknet_head(hidden), head_state, torch.float32, checkpoint, "HPSv3 head")
         return cls(QwenVL(model.to(device), tokenizer, mean, std), head.to(device))
 
     @torch.inference_mode()

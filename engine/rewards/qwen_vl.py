@@ -25,7 +25,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,8 @@ from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLModel
 
 from engine.errors import WeightsError
 from engine.frames import to_levels
-from engine.models.checkpoints import _download_fix, _foreign, _load_strict, _load_tokenizer, _read_json
+from engine.model_files import QWEN_CHAT_TEMPLATE_FILE
+from engine.weights import download_fix, foreign_error, load_strict, read_json, read_tokenizer
 
 # The LM head of the reward models' Qwen2VLForConditionalGeneration: stored in their files, unused.
 # Qwen2-VL's own special tokens and its chat template reduced to what a reward prompt uses: for
@@ -53,22 +54,12 @@ REWARD_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 LM_HEAD_KEY = "lm_head.weight"
+EMBEDDING_KEY = "language_model.embed_tokens.weight"  # the token table, as `split_state` names it
 HEAD_PREFIX = "rm_head."  # both reward models call their head `rm_head`
 
 
 # ---------------------------------------------------------------------------------------------
 # Files
-
-
-def require(path: Path) -> Path:
-    """`path`, or a one-line WeightsError naming it and the download that provides it."""
-    if not path.exists():
-        raise WeightsError(f"missing {path}: {_download_fix(path)}")
-    return path
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    return _read_json(require(path))
 
 
 def load_tokenizer(
@@ -77,12 +68,12 @@ def load_tokenizer(
     """The Qwen2-VL tokenizer in `folder` with the reward model's special tokens added (a no-op
     where the folder already holds them) and a chat template: the tokenizer's own, else the
     first `chat_template.json` in `folder` or `template_dirs` (where Qwen2-VL repos keep it)."""
-    tokenizer = _load_tokenizer(require(folder))
+    tokenizer = read_tokenizer(folder)
     tokenizer.add_special_tokens({"additional_special_tokens": list(special_tokens)})
     if tokenizer.chat_template is None:
-        found = [d / "chat_template.json" for d in (folder, *template_dirs) if (d / "chat_template.json").exists()]
+        found = [d / QWEN_CHAT_TEMPLATE_FILE for d in (folder, *template_dirs) if (d / QWEN_CHAT_TEMPLATE_FILE).exists()]
         if not found:
-            raise _foreign(folder, "a Qwen2-VL chat template", "none in its tokenizer files or chat_template.json")
+            raise foreign_error(folder, "a Qwen2-VL chat template", "none in its tokenizer files or chat_template.json")
         tokenizer.chat_template = read_json(found[0]).get("chat_template")
     return tokenizer
 
@@ -91,11 +82,11 @@ def load_config(path: Path, vocab_size: int) -> Qwen2VLConfig:
     """A Qwen2-VL `config.json` (the hub's flat form or nested), with the resized vocabulary."""
     raw = read_json(path)
     if raw.get("model_type") != "qwen2_vl":
-        raise _foreign(path, "a Qwen2-VL config", f"model_type is {raw.get('model_type')!r}")
+        raise foreign_error(path, "a Qwen2-VL config", f"model_type is {raw.get('model_type')!r}")
     try:
         config = Qwen2VLConfig.from_dict(raw)
     except (TypeError, ValueError) as exc:
-        raise _foreign(path, "a Qwen2-VL config", " ".join(str(exc).split())[:160]) from exc
+        raise foreign_error(path, "a Qwen2-VL config", " ".join(str(exc).split())[:160]) from exc
     config.text_config.vocab_size = vocab_size
     return config
 
@@ -104,7 +95,7 @@ def read_pixel_stats(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(mean, std) per RGB channel from a Qwen2-VL `preprocessor_config.json`."""
     raw = read_json(path)
     if "image_mean" not in raw or "image_std" not in raw:
-        raise _foreign(path, "a Qwen2-VL image processor config", "no image_mean / image_std")
+        raise foreign_error(path, "a Qwen2-VL image processor config", "no image_mean / image_std")
     return tuple(raw["image_mean"]), tuple(raw["image_std"])
 
 
@@ -129,8 +120,28 @@ def split_state(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, 
     return backbone, head
 
 
-def load_backbone(state: dict[str, Tensor], config: Qwen2VLConfig, dtype: torch.dtype, path: Path) -> Qwen2VLModel:
-    return _load_strict(lambda: Qwen2VLModel(config), state, dtype, path, "Qwen2-VL")
+def check_vocabulary(state: dict[str, Tensor], vocab_size: int, tokenizer_dir: Path, path: Path) -> None:
+    """The checkpoint's token table (`state` as `split_state` returns it) has one row per token of
+    the tokenizer in `tokenizer_dir` (`vocab_size`, special tokens included); else the tokenizer
+    files are not the ones the reward model was trained with, and this says so instead of
+    blaming the checkpoint `path`. A missing table is left to strict loading to report."""
+    table = state.get(EMBEDDING_KEY)
+    if table is None or table.shape[0] == vocab_size:
+        return
+    raise WeightsError(
+        f"the tokenizer in {tokenizer_dir} has {vocab_size} tokens but {path} holds {table.shape[0]} token "
+        f"embeddings: those tokenizer files do not belong to this checkpoint; delete {tokenizer_dir} and "
+        f"{download_fix(tokenizer_dir)} to fetch the matching processor files"
+    )
+
+
+def load_backbone(
+    state: dict[str, Tensor], config: Qwen2VLConfig, dtype: torch.dtype, path: Path, tokenizer_dir: Path
+) -> Qwen2VLModel:
+    """The Qwen2-VL backbone from `state` (read from `path`), whose vocabulary `config` took from
+    the tokenizer in `tokenizer_dir`."""
+    check_vocabulary(state, config.text_config.vocab_size, tokenizer_dir, path)
+    return load_strict(lambda: Qwen2VLModel(config), state, dtype, path, "Qwen2-VL")
 
 
 # ---------------------------------------------------------------------------------------------

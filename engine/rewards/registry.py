@@ -1,7 +1,7 @@
 """Reward scorers by name, for the CLI and sessions: the proxies, or the real reward models.
 
 Real models are imported only when asked for, so choosing the proxies never loads transformers'
-Qwen2-VL code, and this module imports before their loaders exist.
+Qwen2-VL code. Where their files live: `engine.model_files`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from engine.errors import StreamT1Error, WeightsError
+from engine.model_files import hpsv3_files, videoreward_dir
 from engine.rewards.base import ClipScorer, FrameScorer
 from engine.rewards.proxies import SharpnessProxy, TemporalConsistencyProxy
 
@@ -18,25 +19,6 @@ SHORT_REWARDS = ("proxy", "hpsv3")
 LONG_REWARDS = ("proxy", "videoreward")
 # (short, long) per preset: the tiny preset has no trained weights, so it gets the proxies.
 DEFAULT_REWARDS: dict[str, tuple[str, str]] = {"tiny": ("proxy", "proxy"), "longlive": ("hpsv3", "videoreward")}
-
-# Where the real reward models live, relative to MODEL_DIR.
-HPSV3_CHECKPOINT = Path("HPSv3") / "HPSv3.safetensors"  # MizzenAI/HPSv3
-HPSV3_PROCESSOR_DIR = Path("Qwen2-VL-7B-Instruct")  # Qwen/Qwen2-VL-7B-Instruct: processor, tokenizer
-VIDEOREWARD_DIR = Path("VideoReward")  # KlingTeam/VideoReward
-VIDEOREWARD_BASE_DIR = Path("Qwen2-VL-2B-Instruct")  # Qwen/Qwen2-VL-2B-Instruct: VideoReward's base model
-
-
-def reward_download_items() -> list[tuple[str, tuple[str, ...], Path]]:
-    """(hub repo, file patterns, folder under MODEL_DIR) for every real reward model and the
-    processor / base-model files its loader reads (fetched as patterns: some are optional)."""
-    from engine.rewards import hpsv3, videoreward
-
-    return [
-        (hpsv3.REPO, (hpsv3.CHECKPOINT_FILE,), HPSV3_CHECKPOINT.parent),
-        (hpsv3.PROCESSOR_REPO, tuple(hpsv3.PROCESSOR_FILES), HPSV3_PROCESSOR_DIR),
-        (videoreward.REPO, tuple(videoreward.FILES), VIDEOREWARD_DIR),
-        (videoreward.BASE_REPO, tuple(videoreward.BASE_FILES), VIDEOREWARD_BASE_DIR),
-    ]
 
 
 def check_reward_names(short: str, long: str) -> None:
@@ -76,14 +58,14 @@ def build_scorers(
     if short == "proxy":
         frame_scorer = SharpnessProxy()
     else:
-        root = _weights(model_dir, short)
+        checkpoint, processor_dir = hpsv3_files(_weights(model_dir, short))
         from engine.rewards.hpsv3 import HPSv3Scorer
 
-        frame_scorer = HPSv3Scorer.from_files(root / HPSV3_CHECKPOINT, root / HPSV3_PROCESSOR_DIR, device, dtype)
+        frame_scorer = HPSv3Scorer.from_files(checkpoint, processor_dir, device, dtype)
     if long == "proxy":
         clip_scorer = TemporalConsistencyProxy()
     else:
-        folder = _weights(model_dir, long) / VIDEOREWARD_DIR
+        folder = videoreward_dir(_weights(model_dir, long))
         from engine.rewards.videoreward import VideoRewardScorer
 
         clip_scorer = VideoRewardScorer.from_folder(folder, device, dtype)

@@ -31,33 +31,32 @@ import torch
 from torch import Tensor, nn
 
 from engine.errors import WeightsError
-from engine.models.checkpoints import (
-    _download_fix,
-    _foreign,
-    _load_strict,
-    _read_safetensors,
-    _read_weights,
-    _torch_load,
+from engine.model_files import (
+    QWEN_CONFIG_FILE,
+    QWEN_PREPROCESSOR_FILE,
+    VIDEOREWARD_ADAPTER_FILE,
+    VIDEOREWARD_BASE_WEIGHTS_NAME,
+    VIDEOREWARD_CONFIG_FILE,
+    VIDEOREWARD_FULL_FILE,
+    VIDEOREWARD_NON_LORA_FILE,
+    VIDEOREWARD_STEP_GLOB,
+    VIDEOREWARD_TOKENIZER_DIR,
+    videoreward_base_dir,
 )
 from engine.models.lora import merge_lora
 from engine.rewards.base import ClipScores
-from engine.rewards.qwen_vl import (
-    QwenVL,
-    load_backbone,
-    load_config,
-    load_tokenizer,
+from engine.rewards.qwen_vl import QwenVL, load_backbone, load_config, load_tokenizer, read_pixel_stats, split_state
+from engine.weights import (
+    download_fix,
+    foreign_error,
+    load_strict,
     read_json,
-    read_pixel_stats,
+    read_safetensors,
+    read_weights,
     require,
-    split_state,
+    torch_load,
 )
 
-# What `streamt1 download` fetches for VideoReward (glob patterns per hub repo).
-REPO = "KlingTeam/VideoReward"
-FILES = ("model_config.json", "checkpoint-*/model.pth", "checkpoint-*/tokenizer/*")
-BASE_REPO = "Qwen/Qwen2-VL-2B-Instruct"
-BASE_FILES = ("config.json", "preprocessor_config.json", "chat_template.json")
-BASE_DIR = "Qwen2-VL-2B-Instruct"  # default base folder: a sibling of the VideoReward folder
 PARTS = ("VQ", "MQ", "TA")
 SPECIAL_TOKENS = ("<|VQ_reward|>", "<|MQ_reward|>", "<|TA_reward|>")
 _PEFT_PREFIX = "base_model.model."
@@ -187,18 +186,19 @@ class VideoRewardScorer:
         """Load a VideoReward hub folder (see the module docstring); `base_dir` holds the files of
         Qwen2-VL-2B-Instruct, by default the `Qwen2-VL-2B-Instruct` folder beside `folder`."""
         folder = Path(folder)
-        base_dir = Path(base_dir) if base_dir is not None else folder.parent / BASE_DIR
-        config_path = folder / "model_config.json"
+        base_dir = Path(base_dir) if base_dir is not None else videoreward_base_dir(folder)
+        config_path = folder / VIDEOREWARD_CONFIG_FILE
         data, model_cfg, peft, norm = _sections(read_json(config_path), config_path)
         step_dir = _latest_checkpoint(folder)
-        tokenizer = load_tokenizer(step_dir / "tokenizer", SPECIAL_TOKENS, template_dirs=(base_dir,))
-        config = load_config(base_dir / "config.json", vocab_size=len(tokenizer))
-        pixel_mean, pixel_std = read_pixel_stats(base_dir / "preprocessor_config.json")
+        tokenizer_dir = step_dir / VIDEOREWARD_TOKENIZER_DIR
+        tokenizer = load_tokenizer(tokenizer_dir, SPECIAL_TOKENS, template_dirs=(base_dir,))
+        config = load_config(base_dir / QWEN_CONFIG_FILE, vocab_size=len(tokenizer))
+        pixel_mean, pixel_std = read_pixel_stats(base_dir / QWEN_PREPROCESSOR_FILE)
         state, source = _checkpoint_state(step_dir, base_dir, peft)
         backbone_state, head_state = split_state(state)
-        model = load_backbone(backbone_state, config, dtype, source)
+        model = load_backbone(backbone_state, config, dtype, source, tokenizer_dir)
         hidden, out = config.text_config.hidden_size, model_cfg.get("output_dim", 1)
-        head = _load_strict(lambda: nn.Linear(hidden, out, bias=False), head_state, dtype, source, "VideoReward head")
+        head = load_strict(lambda: nn.Linear(hidden, out, bias=False), head_state, dtype, source, "VideoReward head")
         sampling = ClipSampling(
             fps=data.get("fps", DEFAULT_FPS),
             num_frames=data.get("num_frames"),
@@ -238,7 +238,7 @@ def _sections(cfg: dict[str, Any], path: Path) -> tuple[dict, dict, dict, dict |
     """model_config.json's data / model / peft / inference sections, checked for what we support."""
     sections = [cfg.get(k) for k in ("data_config", "model_config", "peft_lora_config")]
     if not all(isinstance(s, dict) for s in sections):
-        raise _foreign(path, "a VideoReward model_config.json", "no data_config / model_config / peft_lora_config")
+        raise foreign_error(path, "a VideoReward model_config.json", "no data_config / model_config / peft_lora_config")
     data, model_cfg, peft = sections
     checks = {
         "model_config.use_special_tokens": (model_cfg.get("use_special_tokens"), True),
@@ -250,7 +250,7 @@ def _sections(cfg: dict[str, Any], path: Path) -> tuple[dict, dict, dict, dict |
     if model_cfg.get("output_dim", 1) not in (1, 3):
         wrong.append(f"model_config.output_dim is {model_cfg['output_dim']!r}, not 1 or 3")
     if wrong:
-        raise _foreign(path, "a VideoReward config this loader supports", "; ".join(wrong))
+        raise foreign_error(path, "a VideoReward config this loader supports", "; ".join(wrong))
     return data, model_cfg, peft, cfg.get("inference_config")
 
 
@@ -259,9 +259,9 @@ def _triple(norm: dict[str, Any], stat: str) -> tuple[float, float, float]:
 
 
 def _latest_checkpoint(folder: Path) -> Path:
-    steps = [p for p in require(folder).glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)]
+    steps = [p for p in require(folder).glob(VIDEOREWARD_STEP_GLOB) if re.fullmatch(r"checkpoint-\d+", p.name)]
     if not steps:
-        raise WeightsError(f"missing {folder / 'checkpoint-*'} (VideoReward's weights): {_download_fix(folder)}")
+        raise WeightsError(f"missing {folder / VIDEOREWARD_STEP_GLOB} (VideoReward's weights): {download_fix(folder)}")
     return max(steps, key=lambda p: int(p.name.removeprefix("checkpoint-")))
 
 
@@ -271,16 +271,16 @@ def _checkpoint_state(step_dir: Path, base_dir: Path, peft: dict[str, Any]) -> t
     `model.pth` holds everything. The adapter form holds only what training changed: the LoRA
     and the trainable non-LoRA weights; the frozen rest comes from the base model's weights.
     """
-    full = step_dir / "model.pth"
+    full = step_dir / VIDEOREWARD_FULL_FILE
     if full.exists():
-        state, source = _torch_load(full), full
+        state, source = torch_load(full), full
         if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-            raise _foreign(full, "a VideoReward state dict", f"it holds a {type(state).__name__} of other things")
+            raise foreign_error(full, "a VideoReward state dict", f"it holds a {type(state).__name__} of other things")
     else:
-        source = require(step_dir / "adapter_model.safetensors")
-        non_lora = _torch_load(require(step_dir / "non_lora_state_dict.pth"))
-        base, _ = _read_weights(require(base_dir), "model.safetensors")
-        state = {**{_PEFT_PREFIX + k: v for k, v in base.items()}, **non_lora, **_read_safetensors(source)}
+        source = require(step_dir / VIDEOREWARD_ADAPTER_FILE)
+        non_lora = torch_load(step_dir / VIDEOREWARD_NON_LORA_FILE)
+        base, _ = read_weights(require(base_dir), VIDEOREWARD_BASE_WEIGHTS_NAME)
+        state = {**{_PEFT_PREFIX + k: v for k, v in base.items()}, **non_lora, **read_safetensors(source)}
     alpha = float(peft.get("lora_alpha", 1.0))
     if peft.get("use_rslora"):  # scale alpha / sqrt(r) instead of alpha / r
         alpha *= math.sqrt(peft["lora_r"])
@@ -302,6 +302,6 @@ def _merge_peft(state: dict[str, Tensor], alpha: float, path: Path) -> dict[str,
     try:
         text = merge_lora(text, lora, alpha)
     except ValueError as exc:
-        raise _foreign(path, "a VideoReward LoRA for Qwen2-VL's language model", str(exc)) from exc
+        raise foreign_error(path, "a VideoReward LoRA for Qwen2-VL's language model", str(exc)) from exc
     rest = {k: v for k, v in plain.items() if not k.startswith("model.")}
     return {**rest, **{f"model.{k}": v for k, v in text.items()}}
