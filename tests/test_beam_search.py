@@ -12,9 +12,7 @@ from torch import Tensor
 
 from engine.config import StreamConfig
 from engine.models.causal_wan import apply_rope
-from engine.models.factory import random_models
 from engine.models.kv_cache import CacheSegment, KVCache, SinkRoute
-from engine.models.presets import TINY
 from engine.rewards.base import ClipScorer, FrameScorer
 from engine.rewards.proxies import SharpnessProxy, TemporalConsistencyProxy
 from engine.scaling.config import ScalingConfig
@@ -23,9 +21,9 @@ from engine.frames import from_uint8, to_levels
 from engine.stream import ChunkLoop
 
 
-@pytest.fixture(scope="module")
-def models():
-    return random_models(TINY, torch.device("cpu"), torch.float32)
+@pytest.fixture
+def models(tiny_models):
+    return tiny_models
 
 
 def search(models, seed: int, scaling: ScalingConfig | None = None) -> ChunkLoop:

@@ -10,11 +10,8 @@ from pathlib import Path
 import imageio.v3 as iio
 import pytest
 import torch
-from typer.testing import CliRunner
-
 from streamt1_cli.app import app
-
-runner = CliRunner()
+from tests.helpers import one_line_error, runner
 
 
 def test_new_tiny_writes_video(tmp_path: Path):
@@ -30,34 +27,24 @@ def test_new_tiny_writes_video(tmp_path: Path):
     assert video.shape == (9 + 12 + 12, 64, 64, 3)
 
 
-def one_line_error(args: list[str]) -> str:
-    result = runner.invoke(app, args)
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("error:")
-    return lines[0]
-
-
 def test_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("STREAMT1_MODEL_DIR", raising=False)
     s = str(tmp_path / "s")
-    assert "--chunks must be >= 1" in one_line_error(["new", "x", "--session", s, "--chunks", "0"])
-    assert "either --seconds or --chunks" in one_line_error(["new", "x", "--session", s, "--chunks", "2", "--seconds", "3"])
-    assert "--seconds must be" in one_line_error(["new", "x", "--session", s, "--seconds", "-1"])
-    assert "prompt is empty" in one_line_error(["new", "  ", "--session", s])
-    msg = one_line_error(["new", "x", "--session", s, "--preset", "longlive"])
+    assert "--chunks must be >= 1" in one_line_error("new", "x", "--session", s, "--chunks", "0")
+    assert "either --seconds or --chunks" in one_line_error("new", "x", "--session", s, "--chunks", "2", "--seconds", "3")
+    assert "--seconds must be" in one_line_error("new", "x", "--session", s, "--seconds", "-1")
+    assert "prompt is empty" in one_line_error("new", "  ", "--session", s)
+    msg = one_line_error("new", "x", "--session", s, "--preset", "longlive")
     assert "--model-dir" in msg and "streamt1 download" in msg
-    assert "does not exist" in one_line_error(["new", "x", "--session", s, "--preset", "longlive",
-                                               "--model-dir", str(tmp_path / "nowhere")])
+    assert "does not exist" in one_line_error("new", "x", "--session", s, "--preset", "longlive",
+                                               "--model-dir", str(tmp_path / "nowhere"))
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     (occupied / "keep.txt").write_text("mine")
-    assert "already exists" in one_line_error(["new", "x", "--session", str(occupied), "--chunks", "1"])
+    assert "already exists" in one_line_error("new", "x", "--session", str(occupied), "--chunks", "1")
     assert (occupied / "keep.txt").read_text() == "mine"
     if not torch.cuda.is_available():
-        assert "no CUDA GPU" in one_line_error(["new", "x", "--session", s, "--device", "cuda"])
+        assert "no CUDA GPU" in one_line_error("new", "x", "--session", s, "--device", "cuda")
 
 
 def test_download_dry_run_prints_plan(tmp_path: Path):
@@ -102,11 +89,11 @@ def test_new_with_scaling_shows_live_view_and_writes_records(tmp_path: Path):
 
 def test_scaling_switch_errors(tmp_path: Path):
     s = str(tmp_path / "s")
-    assert "--noise-sigma" in one_line_error(["new", "x", "--session", s, "--noise-sigma", "1.5"])
-    assert "--top-k" in one_line_error(["new", "x", "--session", s, "--top-k", "0"])
-    assert "3, 6, 9, 12, 15, ... (got 14)" in one_line_error(["new", "x", "--session", s, "--max-sink", "14"])
-    assert "unknown short-term reward 'clip'" in one_line_error(["new", "x", "--session", s, "--short-reward", "clip"])
-    assert "hpsv3 reward needs downloaded weights" in one_line_error(["new", "x", "--session", s, "--short-reward", "hpsv3"])
+    assert "--noise-sigma" in one_line_error("new", "x", "--session", s, "--noise-sigma", "1.5")
+    assert "--top-k" in one_line_error("new", "x", "--session", s, "--top-k", "0")
+    assert "3, 6, 9, 12, 15, ... (got 14)" in one_line_error("new", "x", "--session", s, "--max-sink", "14")
+    assert "unknown short-term reward 'clip'" in one_line_error("new", "x", "--session", s, "--short-reward", "clip")
+    assert "hpsv3 reward needs downloaded weights" in one_line_error("new", "x", "--session", s, "--short-reward", "hpsv3")
     assert not (tmp_path / "s").exists()
 
 

@@ -14,11 +14,9 @@ from pathlib import Path
 import imageio.v3 as iio
 import pytest
 import torch
-from typer.testing import CliRunner
 
 import engine.stream
 from engine.config import StreamConfig
-from engine.models.factory import random_models
 from engine.models.presets import TINY
 from engine.positions import PositionMode, rotary_layout
 from engine.rewards.proxies import SharpnessProxy, TemporalConsistencyProxy
@@ -29,15 +27,13 @@ from sessions.runner import open_loop, resume
 from sessions.snapshots import snapshot_heads
 from sessions.store import HEAD_FILE, STORE_DIR, Session
 from streamt1_cli.app import app
-from tests.test_sessions import assert_same_run, cli
-
-runner = CliRunner()
+from tests.helpers import assert_same_run, cli, runner
 TABLE_CHUNKS = TINY.transformer["rope_max_seq_len"] // StreamConfig().chunk_frames
 
 
-@pytest.fixture(scope="module")
-def models():
-    return random_models(TINY, torch.device("cpu"), torch.float32)
+@pytest.fixture
+def models(tiny_models):
+    return tiny_models
 
 
 def test_plain_and_stream_t1_run_the_same_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from engine.scaling.config import ScalingConfig
 from sessions.report import ReportWriter, report_due, write_report
@@ -27,8 +26,8 @@ from sessions.lineage import final_beam, lineage
 from sessions.store import STORE_DIR, Session, SessionSpec
 from streamt1_cli.app import app
 from streamt1_cli.view import sparkline
+from tests.helpers import FOX, cli, copy_of, runner
 
-runner = CliRunner()
 ISLAND = re.compile(rf'<script type="application/json" id="{DATA_ID}">(.*?)</script>', re.S)
 MAX_BYTES_1000 = 3_000_000  # the stated bound for a 1,000-chunk report
 
@@ -37,19 +36,14 @@ def island(html: str) -> dict:
     return json.loads(ISLAND.search(html).group(1))
 
 
-def cli(*args: str) -> None:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-
-
 @pytest.fixture(scope="module")
-def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def sessions(shared_three: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("report")
     paths = {name: root / name for name in ("t1", "branch", "plain")}
-    cli("new", "a fox", "--chunks", "3", "--session", str(paths["t1"]), "--quiet", "--device", "cpu")
+    copy_of(shared_three, paths["t1"])  # `new "a red fox" --chunks 3`; its reports are written into it
     cli("branch", str(paths["t1"]), "--at", "2", "--to", str(paths["branch"]), "--chunks", "1", "--prompt", "a wolf",
-        "--quiet", "--device", "cpu")
-    cli("new", "a fox", "--chunks", "2", "--no-scaling", "--session", str(paths["plain"]), "--quiet", "--device", "cpu")
+        "--device", "cpu")
+    cli("new", FOX, "--chunks", "2", "--no-scaling", "--session", str(paths["plain"]), "--device", "cpu")
     return paths
 
 
@@ -81,7 +75,7 @@ def test_branch_report_shows_branch_point(sessions: dict[str, Path]):
     assert [t["chunk"] for t in data["contact_sheet"]] == [0, 0, 1, 1, 2, 2]  # more thumbnails on request
     assert data["ancestors"] == [{"path": str(sessions["t1"].resolve()), "at": 2}]
     assert "branch point</td><td><b>chunk 2</b>" in html
-    assert [c["prompt"] for c in data["chunks"]] == ["a fox", "a fox", "a wolf"]
+    assert [c["prompt"] for c in data["chunks"]] == [FOX, FOX, "a wolf"]
     assert data["video"] == "branch/video.mp4"  # relative to the report's folder
 
 

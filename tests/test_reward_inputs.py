@@ -11,7 +11,6 @@ import torch
 from diffusers import AutoencoderKLWan
 
 from engine.frames import from_uint8, to_levels, to_uint8
-from engine.models.presets import TINY
 from engine.models.vae_stream import StreamingVaeDecoder
 from engine.rewards.inputs import decode_from_scratch, h264_round_trip, reference_clips
 
@@ -29,9 +28,8 @@ def test_frames_are_truncated_and_read_back_at_the_same_levels():
 
 
 @pytest.fixture(scope="module")
-def decoder() -> StreamingVaeDecoder:
-    torch.manual_seed(0)
-    return StreamingVaeDecoder(AutoencoderKLWan(**TINY.vae).eval())
+def decoder(tiny_vae: AutoencoderKLWan) -> StreamingVaeDecoder:
+    return StreamingVaeDecoder(tiny_vae)
 
 
 def latents(batch: int, frames: int, seed: int) -> torch.Tensor:

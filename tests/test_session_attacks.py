@@ -27,29 +27,23 @@ from sessions.records import read_chunk_log
 from sessions.run import LOG_FILE
 from sessions.store import HEAD_FILE, LOCK_FILE, SPEC_FILE, STORE_DIR, Session
 from streamt1_cli.app import app
-from tests.test_sessions import assert_same_run, cli, one_line_error, runner, tree_digest
+from tests.helpers import FOX, assert_same_run, cli, copy_of, one_line, one_line_error, runner, tree_digest, unchanged
 
-FOX, WHALE = "a red fox", "a blue whale"
-
-
-@pytest.fixture(scope="module")
-def three(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("three") / "s"
-    cli("new", FOX, "--chunks", "3", "--session", str(path))
-    return path
+WHALE = "a blue whale"
 
 
 @pytest.fixture(scope="module")
-def whale(three: Path, tmp_path_factory) -> Path:
-    """`three` continued uninterrupted by 3 chunks under a new prompt: what every resumed run must equal."""
-    path = copy_of(three, tmp_path_factory.mktemp("whale") / "s")
+def shared_whale(shared_three: Path, tmp_path_factory) -> Path:
+    path = copy_of(shared_three, tmp_path_factory.mktemp("whale") / "s")
     cli("continue", str(path), "--chunks", "3", "--prompt", WHALE)
     return path
 
 
-def copy_of(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
+@pytest.fixture
+def whale(shared_whale: Path) -> Iterator[Path]:
+    """`three` continued uninterrupted by 3 chunks under a new prompt: what every resumed run must
+    equal (read-only)."""
+    yield from unchanged(shared_whale)
 
 
 def spawn(*args: str) -> subprocess.Popen:
@@ -164,12 +158,6 @@ def public(tmp_path: Path) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path)
-
-
-def one_line(code: int, output: str) -> str:
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), output
-    return lines[0]
 
 
 def run_error(result: Result) -> str:

@@ -13,19 +13,7 @@ import torch
 
 from sessions.records import read_chunk_log
 from sessions.store import HEAD_FILE, SPEC_FILE, STORE_DIR, Session
-from tests.test_sessions import cli, one_line_error, tree_digest
-
-
-@pytest.fixture(scope="module")
-def three(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("three") / "s"
-    cli("new", "a red fox", "--chunks", "3", "--session", str(path))
-    return path
-
-
-def copy_of(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
+from tests.helpers import cli, copy_of, one_line_error, tree_digest
 
 
 def data_file(session: Path, chunk: int, array: str) -> Path:

@@ -3,7 +3,6 @@ safety, and one-line errors that leave committed work untouched."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import signal
@@ -12,58 +11,15 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
-from typer.testing import CliRunner
 
 from engine.config import StreamConfig
-from engine.models.factory import random_models
 from engine.models.kv_cache import KVCache
-from engine.models.presets import TINY
 from engine.rewards.proxies import SharpnessProxy, TemporalConsistencyProxy
 from engine.scaling.config import ScalingConfig
 from engine.stream import ChunkLoop
 from sessions.store import FORMAT_VERSION, HEAD_FILE, SPEC_FILE, Session
-from streamt1_cli.app import app
-
-runner = CliRunner()
-
-
-def cli(*args: str) -> str:
-    result = runner.invoke(app, [*args, "--quiet"] if args[0] in ("new", "continue", "branch") else list(args))
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def stored(path: Path) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    s = Session.open(path)
-    chunks = list(s.chunks())
-    return [c.latents for c in chunks], [c.frames for c in chunks]
-
-
-def assert_same_run(a: Path, b: Path, upto: int | None = None) -> None:
-    (la, fa), (lb, fb) = stored(a), stored(b)
-    n = upto or len(la)
-    assert len(la) >= n and len(lb) >= n
-    for k in range(n):
-        assert torch.equal(la[k], lb[k]), f"latents differ at chunk {k}"
-        assert torch.equal(fa[k], fb[k]), f"frames differ at chunk {k}"
-
-
-def png_bytes(folder: Path) -> list[bytes]:
-    return [p.read_bytes() for p in sorted(folder.glob("*.png"))]
-
-
-def tree_digest(path: Path) -> dict[str, str]:
-    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(path.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def full6(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("full") / "s"
-    cli("new", "a red fox", "--chunks", "6", "--session", str(path))
-    return path
+from tests.helpers import assert_same_run, cli, one_line_error, png_bytes, stored, tree_digest
 
 
 def test_resume_is_exact(full6: Path, tmp_path: Path):
@@ -110,8 +66,8 @@ def test_plain_sessions_resume_exactly(tmp_path: Path):
     assert_same_run(tmp_path / "a", tmp_path / "b")
 
 
-def test_prompt_switch_recaches_exactly_the_window(tmp_path: Path):
-    models = random_models(TINY, torch.device("cpu"), torch.float32)
+def test_prompt_switch_recaches_exactly_the_window(tiny_models):
+    models = tiny_models
     config = StreamConfig()
     stream = ChunkLoop(models, config, ScalingConfig(), (SharpnessProxy(), TemporalConsistencyProxy()), 4,
                        {0: "a red fox", 5: "a blue bird"})
@@ -157,14 +113,6 @@ def test_script_schedule(tmp_path: Path):
     script.write_text('[[prompt]]\nat_chunk = 0\nprompt = "a red fox"\n[[prompt]]\nat_seconds = 1.0\nprompt = "a blue bird"\n')
     cli("new", "--script", str(script), "--chunks", "3", "--session", str(tmp_path / "s"))
     assert Session.open(tmp_path / "s").spec.schedule == {0: "a red fox", 1: "a blue bird"}
-
-
-def one_line_error(*args: str) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    return lines[0]
 
 
 def test_errors_leave_sessions_untouched(full6: Path, tmp_path: Path):

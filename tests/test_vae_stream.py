@@ -6,16 +6,14 @@ import pytest
 import torch
 from diffusers import AutoencoderKLWan
 
-from engine.models.presets import TINY
 from engine.models.vae_stream import StreamingVaeDecoder
 
 CHUNKS, CHUNK_FRAMES, SIDE = 4, 3, 8
 
 
-@pytest.fixture(scope="module")
-def vae() -> AutoencoderKLWan:
-    torch.manual_seed(0)
-    return AutoencoderKLWan(**TINY.vae).eval()
+@pytest.fixture
+def vae(tiny_vae: AutoencoderKLWan) -> AutoencoderKLWan:
+    return tiny_vae
 
 
 def full_decode(vae: AutoencoderKLWan, latents: torch.Tensor) -> torch.Tensor:
