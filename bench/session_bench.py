@@ -23,7 +23,7 @@ from sessions.runner import resume
 from sessions.snapshots import SNAPSHOT_DIR, snapshot_heads
 from sessions.store import STORE_DIR, Session
 
-CHUNKS_PER_HOUR = 3600 * 16 // 12  # 12 frames a chunk at 16 fps
+CHUNKS_PER_HOUR = StreamConfig().chunks_for_seconds(3600, first=False)
 
 
 def timed_resume(session: Session, models) -> dict:

@@ -58,3 +58,28 @@ class StreamConfig:
     def pixel_frames(self, chunk: int) -> int:
         """Decoded frames of one chunk: the first latent frame of a video decodes to a single frame."""
         return 4 * self.chunk_frames - (3 if chunk == 0 else 0)
+
+    # --- video time <-> chunks: the one place that converts between them -----------------------------
+    def first_frame(self, chunk: int) -> int:
+        """Index in the video of the chunk's first frame (also: frames in chunks 0..chunk-1)."""
+        return 0 if chunk == 0 else self.pixel_frames(0) + (chunk - 1) * self.pixel_frames(1)
+
+    def chunk_at_frame(self, frame: int) -> int:
+        """The chunk that holds video frame `frame`."""
+        first = self.pixel_frames(0)
+        return 0 if frame < first else 1 + (frame - first) // self.pixel_frames(1)
+
+    def chunk_at_seconds(self, seconds: float) -> int:
+        """The chunk that holds the video frame shown at `seconds` (frame round(seconds * fps))."""
+        return self.chunk_at_frame(round(seconds * self.fps))
+
+    def chunks_for_seconds(self, seconds: float, first: bool = True) -> int:
+        """Chunks that make closest to `seconds` of video, at least one; `first`: they start the video,
+        whose first chunk is shorter (5 s -> 7 chunks / 81 frames, 30 s -> 40 / 477)."""
+        short = self.pixel_frames(1) - self.pixel_frames(0) if first else 0
+        return max(1, round((seconds * self.fps + short) / self.pixel_frames(1)))
+
+    def seconds_of(self, chunks: int, first: bool = True) -> float:
+        """Video seconds of `chunks` chunks; `first`: they start the video."""
+        frames = self.first_frame(chunks) if first else chunks * self.pixel_frames(1)
+        return frames / self.fps

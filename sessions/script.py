@@ -13,13 +13,6 @@ from engine.errors import StreamT1Error
 MAX_SECONDS, MAX_CHUNK = 3600.0, 100_000  # latest start of an entry: an hour of video, in seconds or chunks
 
 
-def chunk_at_seconds(seconds: float, config: StreamConfig) -> int:
-    """The chunk containing video frame round(seconds * fps) (chunk 0 has 9 frames, later ones 12)."""
-    frame = round(seconds * config.fps)
-    first = config.pixel_frames(0)
-    return 0 if frame < first else 1 + (frame - first) // config.pixel_frames(1)
-
-
 def read_script(path: Path, config: StreamConfig) -> dict[int, str]:
     """{first chunk: prompt}; every problem is a one-line StreamT1Error naming the entry."""
     try:
@@ -51,7 +44,7 @@ def read_script(path: Path, config: StreamConfig) -> dict[int, str]:
                 or ("at_chunk" in entry and not isinstance(at, int))):
             raise StreamT1Error(f"{where}: the start must be a number from 0 to {MAX_SECONDS:g} seconds or "
                                 f"{MAX_CHUNK} chunks (at_chunk a whole number)")
-        chunk = at if "at_chunk" in entry else chunk_at_seconds(at, config)
+        chunk = at if "at_chunk" in entry else config.chunk_at_seconds(at)
         if schedule and chunk <= max(schedule):
             raise StreamT1Error(f"{where}: starts at chunk {chunk}, not after the previous entry's chunk {max(schedule)}")
         schedule[chunk] = text

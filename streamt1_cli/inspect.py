@@ -20,7 +20,7 @@ from sessions.snapshots import snapshot_heads, snapshots_bytes
 from sessions.files import reason
 from sessions.store import SPEC_FILE, STAGING_PREFIX, Session
 from sessions.video import FRAME_NAME, write_mp4, write_pngs
-from streamt1_cli.common import chunks_for, console, fail
+from streamt1_cli.common import console, fail
 
 stdout = Console()
 
@@ -60,7 +60,6 @@ def chunk_bytes_at(preset_name: str, config: StreamConfig, beams: int) -> int:
 # Decoder causal-cache elements per beam at 480x832 (shape propagation through the real-size Wan VAE;
 # see engine.models.vae_stream.DecoderState).
 REAL_DECODER_STATE_ELEMENTS = 944_286_720
-CHUNKS_PER_HOUR = 3600 * 16 // 12  # 12 video frames a chunk at 16 fps
 
 
 def snapshot_bytes_at(preset_name: str, config: StreamConfig, scaling: dict | None, beams: int) -> int:
@@ -91,7 +90,7 @@ def show(
     config = stream_config(s.spec)
     beams = len(chunks[-1]["beams"]) if chunks else (1 if s.spec.scaling is None else s.spec.scaling["top_k"])
     real_chunk = chunk_bytes_at("longlive", config, beams)
-    chunks_30s = chunks_for(30.0, None, config)
+    chunks_30s = config.chunks_for_seconds(30)
     own_chunks = s.head - (s.spec.parent["at"] if s.spec.parent else 0)
     real_snapshot = snapshot_bytes_at("longlive", config, s.spec.scaling, beams)
     heads = snapshot_heads(s)
@@ -111,7 +110,7 @@ def show(
         "disk_bytes_per_chunk": disk_bytes / max(own_chunks, 1),  # a branch's own chunks only
         "real_size_bytes_per_chunk": real_chunk,
         "real_size_bytes_30s": chunks_30s * real_chunk,
-        "real_size_bytes_per_hour": CHUNKS_PER_HOUR * real_chunk,
+        "real_size_bytes_per_hour": config.chunks_for_seconds(3600) * real_chunk,
         "positions": s.spec.positions,
         "snapshot_every": s.spec.snapshot_every,
         "snapshots_kept": s.spec.snapshots_kept,

@@ -121,3 +121,15 @@ def test_ctrl_c_during_startup_is_one_line(tmp_path: Path):
     assert proc.returncode == 130
     assert b"Traceback" not in err and b"interrupted" in err
     assert not (tmp_path / "s").exists()
+
+
+def test_seconds_and_chunks_convert_in_one_place():
+    from engine.config import StreamConfig
+
+    c = StreamConfig()
+    assert [c.chunks_for_seconds(s) for s in (0.01, 5, 30, 3600)] == [1, 7, 40, 4800]
+    assert c.chunks_for_seconds(5, first=False) == 7 and c.first_frame(7) == 81 and c.seconds_of(7) == 81 / 16
+    assert c.seconds_of(3, first=False) == 36 / 16
+    for k in range(5):
+        assert c.chunk_at_frame(c.first_frame(k)) == k and c.chunk_at_frame(c.first_frame(k + 1) - 1) == k
+    assert c.chunk_at_seconds(0.5) == 0 and c.chunk_at_seconds(1.0) == 1  # frame 8 is chunk 0's last, 16 chunk 1's

@@ -58,8 +58,7 @@ class SessionView:
 
     def first_frame(self, chunk: int) -> int:
         """Index in the video of the chunk's first frame (the video's first chunk is shorter)."""
-        c = self.config
-        return 0 if chunk == 0 else c.pixel_frames(0) + (chunk - 1) * c.pixel_frames(1)
+        return self.config.first_frame(chunk)
 
     def final_candidates(self) -> list[int]:
         """The candidate index the final pick kept at every chunk."""
