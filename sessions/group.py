@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -40,13 +39,12 @@ def weights_digest(modules: list[torch.nn.Module]) -> str:
     return hashlib.blake2b(json.dumps(sums).encode(), digest_size=8).hexdigest()
 
 
-def run_facts(session: Session, num_chunks: int, new_prompt: str | None, models: Models,
-              scorers: tuple[object, ...] | None) -> dict[str, str]:
-    """What every rank of a session must agree on before its first chunk."""
+def run_facts(command: list[str], models: Models, scorers: tuple[object, ...] | None) -> dict[str, str]:
+    """What every rank of a session must agree on before its first chunk: the command, the code,
+    the weights and how they compute."""
     scorer_modules = [m for s in scorers or () for m in vars(s).values() if isinstance(m, torch.nn.Module)]
-    spec = {k: v for k, v in asdict(session.spec).items() if k not in ("compute",)}
     return {
-        "session": json.dumps([spec, session.head, num_chunks, new_prompt], sort_keys=True, default=str),
+        "command": json.dumps(command),
         "code": code_digest(),
         "torch": torch.__version__,
         "compute": f"{models.device.type}/{models.dtype}",

@@ -12,6 +12,7 @@ import typer
 from engine.errors import StreamT1Error
 from engine.models.factory import MODEL_DIR_ENV
 from streamt1_cli.common import console, fail
+from streamt1_cli.batch import batch
 from streamt1_cli.generate import branch, continue_, new
 from streamt1_cli.inspect import export, list_, show
 from streamt1_cli.report import report
@@ -30,6 +31,7 @@ app.command("list")(list_)
 app.command()(show)
 app.command()(export)
 app.command()(report)
+app.command()(batch)
 
 
 class RewardsDownload(str, Enum):

@@ -4,6 +4,7 @@ and commit more, pick the final beam, write video.mp4)."""
 from __future__ import annotations
 
 import shutil
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
@@ -23,6 +24,8 @@ from sessions.script import read_script
 from sessions.growing_video import VIDEO_FILE
 from sessions.report.write import REPORT_FILE
 from sessions.run import LOG_FILE, run
+from engine.parallel import Ranks, start_world, stop_world
+from sessions.group import follow, join, run_facts
 from sessions.runner import compute_of, open_loop, spec_for, stream_config
 from sessions.store import Session, SessionSpec
 from sessions.files import reason
@@ -54,15 +57,27 @@ def check_seed(seed: int | None) -> None:
 
 
 def run_session(session: Session, num_chunks: int, model_dir: Path | None, dev: torch.device, dt: torch.dtype,
-                quiet: bool, compile_blocks: bool, new_prompt: str | None = None, created: bool = False) -> None:
+                quiet: bool, compile_blocks: bool, new_prompt: str | None = None, created: bool = False,
+                ranks: Ranks | None = None) -> None:
     """Load the session's models, replay its committed chunks, generate `num_chunks` more (a new
     prompt takes over from the first of them), then write the final pick to video.mp4. A session
-    this command `created` is removed again if it fails before committing anything."""
+    this command `created` is removed again if it fails before committing anything. Under torchrun,
+    rank 0 runs the session and the other ranks follow it (candidate-parallel)."""
+    ranks = ranks or Ranks()
     start = session.head
+    if not ranks.leader:
+        try:
+            loop = _open(session, model_dir, dev, dt, compile_blocks, ranks, num_chunks, new_prompt)
+            follow(session, loop, num_chunks, new_prompt)
+        except StreamT1Error as err:
+            fail(f"rank {ranks.rank}: {err}")
+        finally:
+            stop_world()
+        return
     try:
         with session.lock():
             try:
-                _run_locked(session, num_chunks, model_dir, dev, dt, quiet, compile_blocks, new_prompt)
+                _run_locked(session, num_chunks, model_dir, dev, dt, quiet, compile_blocks, new_prompt, ranks)
             except StreamT1Error as err:
                 # Under our lock, after the writer was joined: nothing committed means nothing to keep.
                 if created and session.head == start:
@@ -77,17 +92,30 @@ def run_session(session: Session, num_chunks: int, model_dir: Path | None, dev: 
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the queued chunk was written first
         fail(f"{what_stopped(exc)}: {session.path} holds {session.head} whole chunks; nothing half-done was kept. "
              f"Resume with `streamt1 continue {session.path}`", code=exit_code(exc))
+    finally:
+        stop_world()
 
 
-def _run_locked(session: Session, num_chunks: int, model_dir: Path | None, dev: torch.device, dt: torch.dtype,
-                quiet: bool, compile_blocks: bool, new_prompt: str | None) -> None:
+def _open(session: Session, model_dir: Path | None, dev: torch.device, dt: torch.dtype, compile_blocks: bool,
+          ranks: Ranks, num_chunks: int, new_prompt: str | None):
+    """The session's loop with its models and scorers; every rank of a group checks that all ranks
+    would compute the same chunks."""
     spec = session.spec
-    preset = PRESETS[spec.preset]
-    models = load_models(preset, model_dir, dev, dt)
+    models = load_models(PRESETS[spec.preset], model_dir, dev, dt)
     scorers = None if spec.rewards is None else build_scorers(*spec.rewards, model_dir=model_dir, device=dev, dtype=dt)
     if dev.type == "cuda":
         tune_for_cuda(models, compile_blocks=compile_blocks)
-    loop = open_loop(spec, models, scorers)
+    loop = open_loop(spec, models, scorers, ranks)
+    ranks.check_same(run_facts(sys.argv[1:], models, scorers))
+    return loop
+
+
+def _run_locked(session: Session, num_chunks: int, model_dir: Path | None, dev: torch.device, dt: torch.dtype,
+                quiet: bool, compile_blocks: bool, new_prompt: str | None, ranks: Ranks) -> None:
+    spec = session.spec
+    preset = PRESETS[spec.preset]
+    loop = _open(session, model_dir, dev, dt, compile_blocks, ranks, num_chunks, new_prompt)
+    scorers = None if loop.long_scorer is None else (loop.short_scorer, loop.long_scorer)
     start = session.head
     here = compute_of(dev, dt)
     if start and spec.compute not in (None, here):
@@ -181,13 +209,13 @@ def new(
         load_check(spec, model_dir)
     except StreamT1Error as err:
         fail(str(err))
-    dev = resolve_device(device)
+    ranks, dev = start_world(resolve_device(device).type)
     dt = resolve_dtype(dtype, dev)
     try:
-        created = Session.create(session, replace(spec, compute=compute_of(dev, dt)))
+        created = join(ranks, session, lambda: Session.create(session, replace(spec, compute=compute_of(dev, dt))))
     except StreamT1Error as err:
         fail(str(err))
-    run_session(created, num_chunks, model_dir, dev, dt, quiet, compile_blocks, created=True)
+    run_session(created, num_chunks, model_dir, dev, dt, quiet, compile_blocks, created=True, ranks=ranks)
 
 
 def load_check(spec: SessionSpec, model_dir: Path | None) -> None:
@@ -218,8 +246,9 @@ def continue_(
         fail(str(err))
     check_prompt(prompt, "--prompt")
     num_chunks = chunks_for(seconds, chunks, stream_config(session.spec), first=session.head == 0)
-    dev = resolve_device(device)
-    run_session(session, num_chunks, model_dir, dev, resolve_dtype(dtype, dev), quiet, compile_blocks, new_prompt=prompt)
+    ranks, dev = start_world(resolve_device(device).type)
+    run_session(session, num_chunks, model_dir, dev, resolve_dtype(dtype, dev), quiet, compile_blocks, new_prompt=prompt,
+                ranks=ranks)
 
 
 def branch(
@@ -257,7 +286,11 @@ def branch(
         child = replace(spec, seed=spec.seed if seed is None else seed, compute=compute_of(dev, dt),
                         parent={"path": str(path.resolve()), "at": at, "id": parent.spec.id})
         num_chunks = chunks_for(seconds, chunks, stream_config(spec), first=False)
-        session = Session.create(to, child, head=at)
     except StreamT1Error as err:
         fail(str(err))
-    run_session(session, num_chunks, model_dir, dev, dt, quiet, compile_blocks, created=True)
+    ranks, dev = start_world(dev.type)
+    try:
+        session = join(ranks, to, lambda: Session.create(to, replace(child, compute=compute_of(dev, dt)), head=at))
+    except StreamT1Error as err:
+        fail(str(err))
+    run_session(session, num_chunks, model_dir, dev, dt, quiet, compile_blocks, created=True, ranks=ranks)

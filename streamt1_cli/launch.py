@@ -19,3 +19,7 @@ def main() -> None:
     except KeyboardInterrupt as exc:
         print(f"error: {what_stopped(exc)} while starting; nothing was changed", file=sys.stderr)
         raise SystemExit(exit_code(exc)) from None
+
+
+if __name__ == "__main__":
+    main()
