@@ -136,6 +136,31 @@ def test_ctrl_c_during_startup_is_one_line(tmp_path: Path):
     assert not (tmp_path / "s").exists()
 
 
+def test_stream_t1_options_come_from_scaling_config():
+    """`new`'s Stream-T1 options take their defaults and help from ScalingConfig, and the README's
+    row of defaults says the same values."""
+    import re
+    from dataclasses import fields
+
+    import typer.main
+
+    from engine.scaling.config import ScalingConfig
+
+    params = {p.name: p for p in typer.main.get_command(app).commands["new"].params}
+    defaults = ScalingConfig()
+    shown = [f for f in fields(ScalingConfig) if "help" in f.metadata]
+    assert {f.name for f in fields(ScalingConfig)} - {f.name for f in shown} == {"ema_alpha"}
+    for f in shown:
+        param = params[f.metadata.get("option", f.name)]
+        assert param.help == f.metadata["help"] and param.rich_help_panel == "Stream-T1"
+        assert param.default == (None if f.name == "horizon_frames" else getattr(defaults, f.name)), f.name
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if "--beam-size" in line)
+    values = {name.replace("-", "_"): float(value) for name, value in re.findall(r"--([a-z-]+) (-?[\d.]+)", row)}
+    assert values == {f.metadata.get("option", f.name): getattr(defaults, f.name) for f in shown
+                      if f.name != "horizon_frames"}
+
+
 def test_seconds_and_chunks_convert_in_one_place():
     from engine.config import StreamConfig
 
