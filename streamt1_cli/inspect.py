@@ -1,4 +1,5 @@
-"""`list`, `show` and `export`: read sessions, never change them."""
+"""`list`, `show` and `export`: read sessions, never change them. No model is needed, so nothing
+here imports the model stack (diffusers, transformers); the session store brings torch."""
 
 from __future__ import annotations
 
@@ -54,7 +55,6 @@ def chunk_bytes_at(preset_name: str, config: StreamConfig, beams: int) -> int:
     latent = p.transformer["in_channels"] * config.chunk_frames * p.latent_height * p.latent_width * 4
     frames = 3 * config.pixel_frames(1) * p.height * p.width
     return beams * (2 * latent + frames)
-
 
 
 # Decoder causal-cache elements per beam at 480x832 (shape propagation through the real-size Wan VAE;
