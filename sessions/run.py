@@ -22,7 +22,7 @@ from sessions.report.write import ReportWriter
 from sessions.runner import Resumed, SnapshotPolicy, compute_of, final_pick, generate, open_loop, resume, stream_config
 from sessions.snapshots import SnapshotWrite, remove_unfinished
 from sessions.store import Session
-from sessions.video import VideoError
+from sessions.video import VideoError, check_video_writer
 
 if TYPE_CHECKING:
     import torch
@@ -54,10 +54,12 @@ class SessionRun:
     @classmethod
     def load(cls, session: Session, model_dir: Path | None, device: torch.device, dtype: torch.dtype,
              compile_blocks: bool = True) -> SessionRun:
-        """Load the preset's networks and the session's scorers, tune them for CUDA, open the loop."""
+        """Check the video writer (before minutes of loading and generating), load the preset's
+        networks and the session's scorers, tune them for CUDA, open the loop."""
         from engine.models.factory import load_models, tune_for_cuda
         from engine.rewards.registry import build_scorers
 
+        check_video_writer()
         spec = session.spec
         models = load_models(PRESETS[spec.preset], model_dir, device, dtype)
         scorers = None if spec.rewards is None else build_scorers(*spec.rewards, model_dir=model_dir, device=device,

@@ -20,7 +20,7 @@ from sessions.runner import stream_config, video_frames
 from sessions.snapshots import snapshot_heads, snapshots_bytes
 from sessions.files import reason
 from sessions.store import SPEC_FILE, STAGING_PREFIX, Session
-from sessions.video import FRAME_NAME, write_mp4, write_pngs
+from sessions.video import FRAME_NAME, check_video_writer, write_mp4, write_pngs
 from streamt1_cli.common import console, fail
 
 stdout = Console()
@@ -201,6 +201,7 @@ def export(
     try:
         frames = video_frames(s, beam, upto)
         if out.suffix.lower() == ".mp4":
+            check_video_writer()
             written = write_mp4(out, frames, stream_config(s.spec).fps)
             console.print(f"wrote {escape(str(out))}: {written} frames")
         else:

@@ -161,6 +161,25 @@ def test_stream_t1_options_come_from_scaling_config():
                       if f.name != "horizon_frames"}
 
 
+def test_a_broken_video_writer_stops_a_run_before_it_generates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from sessions.store import Session
+
+    session = tmp_path / "s"
+    assert runner.invoke(app, ["new", "a red fox", "--chunks", "1", "--no-scaling", "--quiet",
+                               "--session", str(session)]).exit_code == 0
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(tmp_path / "no-ffmpeg"))  # imageio-ffmpeg runs what this names
+    for args in (["new", "a red fox", "--chunks", "1", "--session", str(tmp_path / "n")],
+                 ["continue", str(session), "--chunks", "1"]):
+        line = one_line_error(args)
+        assert "no video writer" in line and "pip install imageio-ffmpeg" in line and "no-ffmpeg" in line
+    assert not (tmp_path / "n").exists()  # the new session was removed, holding nothing
+    assert Session.open(session).head == 1  # the existing one lost no chunk
+    monkeypatch.setattr("sessions.video.imageio_ffmpeg", None)  # not installed at all
+    line = one_line_error(["continue", str(session), "--chunks", "1"])
+    assert "imageio-ffmpeg is not installed" in line and "pip install imageio-ffmpeg" in line
+    assert Session.open(session).head == 1
+
+
 def test_seconds_and_chunks_convert_in_one_place():
     from engine.config import StreamConfig
 
