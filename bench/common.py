@@ -1,5 +1,6 @@
 """What the GPU benchmarks share: real-size random-init models as users' sessions load them, and
-a session of their own driven through `sessions.run.run`, the code path of `streamt1 new`."""
+a session of their own driven through `sessions.run.SessionRun`, the code path of `streamt1 new`
+(which loads its models with `SessionRun.load`; a benchmark brings random-init ones)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from engine.records import ChunkRecord
 from engine.rewards.proxies import SharpnessProxy, TemporalConsistencyProxy
 from engine.scaling.config import ScalingConfig
 from engine.stream import ChunkLoop
-from sessions.run import RunSummary, run
+from sessions.run import RunSummary, SessionRun
 from sessions.runner import open_loop, spec_for
 from sessions.store import Session
 
@@ -83,7 +84,7 @@ def timed_run(session: Session, loop: ChunkLoop, chunks: int, report: bool = Tru
                   + " ".join(f"{k} {v * 1e3:.0f}" for k, v in record.seconds.items()), flush=True)
 
     start = time.perf_counter()
-    summary = run(session, loop, chunks, on_record, report=report)
+    summary = SessionRun(session, loop).run(chunks, on_record, report=report)
     if progress:
         print(f"  run finished {time.perf_counter() - arrivals[-1]:.1f} s after the last chunk (final pick, video, report)",
               flush=True)

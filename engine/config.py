@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from engine.errors import StreamT1Error
 
 MAX_FPS = 240  # H.264 players and ffmpeg's default level
+MODEL_DIR_ENV = "STREAMT1_MODEL_DIR"  # where downloaded weights are, when --model-dir is not given
 
 
 @dataclass(frozen=True)

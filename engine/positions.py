@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from engine.errors import StreamT1Error
-from engine.models.kv_cache import KVCache
+
+if TYPE_CHECKING:  # the CLI's option types import this module: no torch for `streamt1 --help`
+    from engine.models.kv_cache import KVCache
 
 
 class PositionMode(str, Enum):

@@ -1,25 +1,34 @@
 """One run of a session, as the CLI and the benchmarks make it: resume at the head (nearest
 snapshot, then at most M replayed chunks), generate and commit `num_chunks` more with the chunk log,
 the live video, snapshots and the report kept current, then pick the final beam and finish the
-video. The caller owns the loop (models, scorers) and the display."""
+video. `SessionRun` also loads what a session needs (models, scorers, CUDA tuning) and opens its
+loop; the caller owns the session lock and the display (callbacks for records and notes)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from engine.models.presets import PRESETS
 from engine.records import ChunkRecord
-from engine.stream import ChunkLoop
 from sessions.files import reason
 from sessions.growing_video import VIDEO_FILE, rebuild_live_video
 from sessions.lineage import lineage, save_final_pick
 from sessions.records import ChunkLog
 from sessions.report.write import ReportWriter
-from sessions.runner import Resumed, SnapshotPolicy, final_pick, generate, resume, stream_config
+from sessions.runner import Resumed, SnapshotPolicy, compute_of, final_pick, generate, open_loop, resume, stream_config
 from sessions.snapshots import SnapshotWrite, remove_unfinished
 from sessions.store import Session
-from sessions.video import VideoError
+from sessions.video import VideoError, check_video_writer
+
+if TYPE_CHECKING:
+    import torch
+
+    from engine.parallel import Ranks
+    from engine.stream import ChunkLoop
 
 LOG_FILE = "chunks.jsonl"
 
@@ -30,6 +39,63 @@ class RunSummary:
     snapshots: list[SnapshotWrite]
     final_beam: int
     video_frames: int
+    chunks: int  # the session's head after the run
+    video: Path  # the final pick's video (video.mp4)
+    log: Path  # the chunk records (chunks.jsonl)
+
+
+class SessionRun:
+    """A session ready to generate: its loop (models and scorers) opened at the session's spec.
+    `load` builds everything from the spec, as `streamt1 new`/`continue`/`branch` do; benchmarks
+    pass a loop of their own. `run` may be called once per loop."""
+
+    def __init__(self, session: Session, loop: ChunkLoop) -> None:
+        self.session, self.loop = session, loop
+
+    @classmethod
+    def load(cls, session: Session, model_dir: Path | None, device: torch.device, dtype: torch.dtype,
+             compile_blocks: bool = True, ranks: Ranks | None = None) -> SessionRun:
+        """Check the video writer (before minutes of loading and generating), load the preset's
+        networks and the session's scorers, tune them for CUDA, open the loop."""
+        from engine.models.factory import load_models, tune_for_cuda
+        from engine.rewards.registry import build_scorers
+
+        check_video_writer()
+        spec = session.spec
+        models = load_models(PRESETS[spec.preset], model_dir, device, dtype)
+        scorers = None if spec.rewards is None else build_scorers(*spec.rewards, model_dir=model_dir, device=device,
+                                                                   dtype=dtype)
+        if device.type == "cuda":
+            tune_for_cuda(models, compile_blocks=compile_blocks)
+        return cls(session, open_loop(spec, models, scorers, ranks))
+
+    @property
+    def trained(self) -> bool:
+        """False for random-init weights (the tiny preset): its video is noise-like by design."""
+        return self.loop.models.preset.trained
+
+    @property
+    def reward_names(self) -> tuple[str, str]:
+        """(short-term, long-term) scorer names, ("none", "none") for plain LongLive."""
+        loop = self.loop
+        return ("none", "none") if loop.long_scorer is None else (loop.short_scorer.name, loop.long_scorer.name)
+
+    def compute_note(self) -> str | None:
+        """A note when the session's committed chunks were computed on another device or dtype."""
+        session, models = self.session, self.loop.models
+        here, made = compute_of(models.device, models.dtype), session.spec.compute
+        if not session.head or made in (None, here):
+            return None
+        return (f"note: {session.path} was made on {made['device']}/{made['dtype']}; continuing on "
+                f"{here['device']}/{here['dtype']}, so the new chunks are not bitwise those of an unbroken run there")
+
+    def run(self, num_chunks: int, on_record: Callable[[ChunkRecord], None], new_prompt: str | None = None,
+            resuming: Callable[[], object] = nullcontext, on_note: Callable[[str], None] = print,
+            on_resumed: Callable[[], None] = lambda: None, report: bool = True) -> RunSummary:
+        """`run` below under the caller's session lock, after the compute note (if any) to `on_note`."""
+        if note := self.compute_note():
+            on_note(note)
+        return run(self.session, self.loop, num_chunks, on_record, new_prompt, resuming, on_note, on_resumed, report)
 
 
 def run(session: Session, loop: ChunkLoop, num_chunks: int, on_record: Callable[[ChunkRecord], None],
@@ -89,4 +155,5 @@ def run(session: Session, loop: ChunkLoop, num_chunks: int, on_record: Callable[
             writer.close()
         except OSError as exc:  # the report is a view: a failure to write it loses nothing
             on_note(f"note: the report was not written ({reason(exc)}); `streamt1 report {session.path}` writes it")
-    return RunSummary(resumed, snapshots, beam, frames)
+    return RunSummary(resumed, snapshots, beam, frames, session.head, session.path / VIDEO_FILE,
+                      session.path / LOG_FILE)

@@ -9,24 +9,27 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from engine.config import StreamConfig
 from engine.frames import from_uint8
-from engine.models.factory import Models
-from engine.parallel import Ranks
 from engine.positions import PositionMode
 from engine.records import ChunkRecord
 from engine.rewards.base import ClipScorer, FrameScorer
 from engine.scaling.config import ScalingConfig
-from engine.stream import ChunkLoop, ChunkOutput, LoopState
 from sessions.files import reason
 from sessions.growing_video import GrowingVideo, SettledChunks
 from sessions.lineage import final_beam, lineage
 from sessions.snapshots import SnapshotWrite, read_snapshot, snapshot_heads, write_snapshot
 from sessions.store import Session, SessionError, SessionSpec
+
+if TYPE_CHECKING:  # `show` and `export` read sessions through this module: no model stack for them
+    from engine.models.factory import Models
+    from engine.parallel import Ranks
+    from engine.stream import ChunkLoop, ChunkOutput, LoopState
 
 FINAL_PICK_FRAMES = 480  # the final pick scores at most this many frames (30 s at 16 fps) of each beam
 
@@ -61,6 +64,8 @@ def scaling_config(spec: SessionSpec) -> ScalingConfig | None:
 
 def open_loop(spec: SessionSpec, models: Models, scorers: tuple[FrameScorer, ClipScorer] | None,
               ranks: Ranks | None = None) -> ChunkLoop:
+    from engine.stream import ChunkLoop
+
     return ChunkLoop(models, stream_config(spec), scaling_config(spec), scorers, spec.seed, spec.schedule,
                      PositionMode(spec.positions), ranks)
 

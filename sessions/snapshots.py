@@ -19,6 +19,7 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +27,11 @@ import torch
 import zarr
 from torch import Tensor
 
-from engine.beam import BeamState
-from engine.stream import LoopState
 from sessions.files import tree_bytes
 from sessions.store import STORE_DIR, Session, SessionError
+
+if TYPE_CHECKING:  # `show` counts snapshots through this module: the engine is imported only to read one
+    from engine.stream import LoopState
 
 SNAPSHOT_DIR = "snapshots"
 _HIDDEN = ".writing-"
@@ -127,6 +129,9 @@ def remove_unfinished(session: Session) -> None:
 def read_snapshot(session: Session, head: int, device: torch.device, dtype: torch.dtype) -> LoopState:
     """The loop state stored at `head`, its KV cache in `dtype` (a session continued in another
     dtype); a SessionError names what is damaged."""
+    from engine.beam import BeamState
+    from engine.stream import LoopState
+
     path = _folder(session) / str(head)
     try:
         group = zarr.open_group(path, mode="r")

@@ -8,13 +8,13 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
 
 import imageio.v2 as imageio
 import imageio.v3 as iio
-import imageio_ffmpeg
 import numpy as np
 from torch import Tensor
 
@@ -22,12 +22,42 @@ from engine.errors import StreamT1Error
 from engine.frames import to_uint8
 from sessions.files import reason
 
+try:
+    import imageio_ffmpeg
+except ImportError:  # reported by check_video_writer, before a run generates anything
+    imageio_ffmpeg = None
+
 FRAME_NAME = re.compile(r"frame_\d{5}\.png")  # what write_pngs writes, and all that --force replaces
 logging.getLogger("imageio_ffmpeg").setLevel(logging.ERROR)  # its warnings repeat what our one line says
 
 
 class VideoError(StreamT1Error):
     """A video or its frames could not be written whole (what was there before is kept)."""
+
+
+INSTALL_WRITER = "pip install imageio-ffmpeg"  # ships an ffmpeg with libx264 for this platform
+
+
+def check_video_writer() -> None:
+    """Fail in one line when no video could be written: imageio-ffmpeg missing, no ffmpeg it can
+    run, or one without the H.264 encoder. Runs ffmpeg once (~0.1 s), so a run checks it before it
+    loads models and generates chunks whose video it could not write."""
+    try:
+        if imageio_ffmpeg is None:
+            raise VideoError("imageio-ffmpeg is not installed")
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+        done = subprocess.run([exe, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise VideoError(f"{exe} -encoders exited with status {done.returncode}")
+        if " libx264 " not in done.stdout:
+            raise VideoError(f"{exe} has no libx264 (H.264) encoder")
+    except (OSError, RuntimeError, subprocess.SubprocessError, VideoError) as exc:
+        if isinstance(exc, OSError):
+            why = f"{exc.filename}: {reason(exc)}" if exc.filename else reason(exc)
+        else:
+            why = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise VideoError(f"no video writer ({why}): install one with `{INSTALL_WRITER}`, or set IMAGEIO_FFMPEG_EXE "
+                         "to an ffmpeg with libx264") from exc
 
 
 def frames_hwc(frames: Tensor) -> np.ndarray:

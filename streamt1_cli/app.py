@@ -1,5 +1,6 @@
 """`streamt1` command line: parses and validates, then hands off to the engine and the session
-store; no generation logic here. One module per group of verbs."""
+store; no generation logic here. One module per group of verbs. Importing it imports no model
+stack (diffusers, transformers): the commands that generate import it when they run."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Annotated
 
 import typer
 
+from engine.config import MODEL_DIR_ENV
 from engine.errors import StreamT1Error
-from engine.models.factory import MODEL_DIR_ENV
 from streamt1_cli.common import console, fail
 from streamt1_cli.batch import batch
 from streamt1_cli.generate import branch, continue_, new

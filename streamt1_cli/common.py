@@ -1,22 +1,28 @@
-"""What every command shares: the console, one-line failures, option types and their checks."""
+"""What every command shares: the console, one-line failures, option types and their checks.
+
+Light on purpose: every command, `--help` included, imports this module, so it imports neither
+torch nor the model stack (the functions that need torch import it when called)."""
 
 from __future__ import annotations
 
 import math
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
-import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from engine.config import StreamConfig
-from engine.models.factory import MODEL_DIR_ENV
+from engine.config import MODEL_DIR_ENV, StreamConfig
 from engine.positions import PositionMode
 
+if TYPE_CHECKING:
+    import torch
+
 console = Console(stderr=True)
+DEFAULT_SECONDS, MAX_SECONDS = 5.0, 3600.0  # --seconds when neither --seconds nor --chunks is given; the most
+_STREAM = StreamConfig()  # the geometry the option texts describe
 
 
 class PresetName(str, Enum):
@@ -38,8 +44,8 @@ class DtypeName(str, Enum):
 
 
 ModelDirOption = Annotated[Optional[Path], typer.Option(envvar=MODEL_DIR_ENV, help="Folder with downloaded weights (see `streamt1 download`).")]
-SecondsOption = Annotated[Optional[float], typer.Option(help="Length to generate, in seconds at 16 fps (default 5).")]
-ChunksOption = Annotated[Optional[int], typer.Option(help="Length to generate, in chunks of 3 latent frames (12 video frames; a video's first has 9).")]
+SecondsOption = Annotated[Optional[float], typer.Option(help=f"Length to generate, in seconds at {_STREAM.fps} fps (default {DEFAULT_SECONDS:g}).")]
+ChunksOption = Annotated[Optional[int], typer.Option(help=f"Length to generate, in chunks of {_STREAM.chunk_frames} latent frames ({_STREAM.pixel_frames(1)} video frames; a video's first has {_STREAM.pixel_frames(0)}).")]
 DeviceOption = Annotated[DeviceName, typer.Option(help="Where to run; auto picks cuda when available.")]
 DtypeOption = Annotated[DtypeName, typer.Option(help="Compute dtype; auto: bfloat16 on cuda, float32 on cpu.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No live view (logs, CI); records still go to chunks.jsonl.")]
@@ -54,6 +60,8 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def resolve_device(name: DeviceName) -> torch.device:
+    import torch
+
     if name is DeviceName.cuda and not torch.cuda.is_available():
         fail("--device cuda asked for, but torch sees no CUDA GPU: use --device cpu or install a CUDA build of torch")
     if name is DeviceName.auto:
@@ -62,21 +70,22 @@ def resolve_device(name: DeviceName) -> torch.device:
 
 
 def resolve_dtype(name: DtypeName, device: torch.device) -> torch.dtype:
+    import torch
+
     if name is DtypeName.auto:
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return getattr(torch, name.value)
 
 
 def chunks_for(seconds: float | None, chunks: int | None, config: StreamConfig, first: bool = True) -> int:
-    """Chunk count from --chunks or --seconds (5 s -> 7 chunks / 81 frames, 30 s -> 40 / 477)."""
+    """Chunk count from --chunks or --seconds (StreamConfig.chunks_for_seconds converts)."""
     if seconds is not None and chunks is not None:
         fail("give either --seconds or --chunks, not both")
     if chunks is not None:
         if chunks < 1:
             fail(f"--chunks must be >= 1, got {chunks}")
         return chunks
-    seconds = 5.0 if seconds is None else seconds
-    if not 0 < seconds <= 3600 or math.isnan(seconds):
-        fail(f"--seconds must be in (0, 3600], got {seconds}")
-    frames_per_chunk = 4 * config.chunk_frames
-    return max(1, round((seconds * config.fps + (3 if first else 0)) / frames_per_chunk))
+    seconds = DEFAULT_SECONDS if seconds is None else seconds
+    if not 0 < seconds <= MAX_SECONDS or math.isnan(seconds):
+        fail(f"--seconds must be in (0, {MAX_SECONDS:g}], got {seconds}")
+    return config.chunks_for_seconds(seconds, first)

@@ -1,34 +1,27 @@
-"""`new`, `continue` and `branch`: each ends in the same loop (replay what is committed, generate
-and commit more, pick the final beam, write video.mp4)."""
+"""`new`, `continue` and `branch`: parse and check the options, build the session's spec, then hand
+the run to `sessions.run.SessionRun` (models, scorers, the loop) and show it. Torch and the model
+stack are imported inside the functions, so `--help` and the other commands never load them."""
 
 from __future__ import annotations
 
 import shutil
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
-import torch
 import typer
 from rich.markup import escape
 
 from engine.config import StreamConfig
 from engine.errors import StreamT1Error
-from engine.positions import PositionMode
-from engine.models.factory import load_models, tune_for_cuda
 from engine.models.presets import PRESETS
-from engine.rewards.registry import DEFAULT_REWARDS, LONG_REWARDS, SHORT_REWARDS, build_scorers, check_rewards
+from engine.positions import PositionMode
+from engine.rewards.registry import DEFAULT_REWARDS, LONG_REWARDS, SHORT_REWARDS, check_rewards
 from engine.scaling.config import ScalingConfig
-from sessions.script import read_script
-from sessions.growing_video import VIDEO_FILE
-from sessions.report.write import REPORT_FILE
-from sessions.run import LOG_FILE, run
-from engine.parallel import Ranks, start_world, stop_world
-from sessions.group import follow, join, run_facts
-from sessions.runner import compute_of, open_loop, spec_for, stream_config
-from sessions.store import Session, SessionSpec
 from sessions.files import reason
+from sessions.script import read_script
+from sessions.store import Session, SessionSpec
 from streamt1_cli.common import (
     ChunksOption, CompileOption, PositionsOption, DeviceName, DeviceOption, DtypeName, DtypeOption, ModelDirOption, PresetName,
     QuietOption, SecondsOption, chunks_for, console, fail, resolve_device, resolve_dtype,
@@ -36,7 +29,28 @@ from streamt1_cli.common import (
 from streamt1_cli.signals import exit_code, what_stopped
 from streamt1_cli.view import UNTRAINED_LABEL, ScalingView
 
+if TYPE_CHECKING:
+    import torch
+
+    from engine.parallel import Ranks
+
 MAX_SEED = 2**62 - 1  # seeds derived per chunk and candidate stay inside torch's 64-bit range
+STREAM_T1_PANEL = "Stream-T1"  # `new --help` groups the Stream-T1 options; --no-scaling refuses them
+SCALING_DEFAULTS = ScalingConfig()
+
+
+def scaling_option(field_name: str) -> typer.models.OptionInfo:
+    """The `new` option of a ScalingConfig field: its help from the field's metadata (the default is
+    the field's, SCALING_DEFAULTS.<field>, given where the option is declared)."""
+    meta = next(f.metadata for f in fields(ScalingConfig) if f.name == field_name)
+    return typer.Option(help=meta["help"], rich_help_panel=STREAM_T1_PANEL)
+
+
+def scaling_options(ctx: typer.Context) -> list[str]:
+    """The Stream-T1 options given on the command line, as --names."""
+    return [param.opts[0] for param in ctx.command.params
+            if getattr(param, "rich_help_panel", None) == STREAM_T1_PANEL
+            and ctx.get_parameter_source(param.name).name == "COMMANDLINE"]  # typer vendors click's enum
 
 
 def check_prompt(text: str | None, what: str) -> None:
@@ -63,12 +77,14 @@ def run_session(session: Session, num_chunks: int, model_dir: Path | None, dev: 
     prompt takes over from the first of them), then write the final pick to video.mp4. A session
     this command `created` is removed again if it fails before committing anything. Under torchrun,
     rank 0 runs the session and the other ranks follow it (candidate-parallel)."""
+    from engine.parallel import Ranks, stop_world
+    from sessions.group import follow
+
     ranks = ranks or Ranks()
     start = session.head
     if not ranks.leader:
         try:
-            loop = _open(session, model_dir, dev, dt, compile_blocks, ranks, num_chunks, new_prompt)
-            follow(session, loop, num_chunks, new_prompt)
+            follow(session, _load(session, model_dir, dev, dt, compile_blocks, ranks).loop, num_chunks, new_prompt)
         except StreamT1Error as err:
             fail(f"rank {ranks.rank}: {err}")
         finally:
@@ -96,50 +112,39 @@ def run_session(session: Session, num_chunks: int, model_dir: Path | None, dev: 
         stop_world()
 
 
-def _open(session: Session, model_dir: Path | None, dev: torch.device, dt: torch.dtype, compile_blocks: bool,
-          ranks: Ranks, num_chunks: int, new_prompt: str | None):
-    """The session's loop with its models and scorers; every rank of a group checks that all ranks
+def _load(session: Session, model_dir: Path | None, dev: torch.device, dt: torch.dtype, compile_blocks: bool,
+          ranks: Ranks):
+    """The session's run (models, scorers, loop), after every rank of a group has checked that all
     would compute the same chunks."""
-    spec = session.spec
-    models = load_models(PRESETS[spec.preset], model_dir, dev, dt)
-    scorers = None if spec.rewards is None else build_scorers(*spec.rewards, model_dir=model_dir, device=dev, dtype=dt)
-    if dev.type == "cuda":
-        tune_for_cuda(models, compile_blocks=compile_blocks)
-    loop = open_loop(spec, models, scorers, ranks)
-    ranks.check_same(run_facts(sys.argv[1:], models, scorers))
-    return loop
+    from sessions.group import run_facts
+    from sessions.run import SessionRun
+
+    loaded = SessionRun.load(session, model_dir, dev, dt, compile_blocks, ranks)
+    loop = loaded.loop
+    scorers = None if loop.long_scorer is None else (loop.short_scorer, loop.long_scorer)
+    ranks.check_same(run_facts(sys.argv[1:], loop.models, scorers))
+    return loaded
 
 
 def _run_locked(session: Session, num_chunks: int, model_dir: Path | None, dev: torch.device, dt: torch.dtype,
                 quiet: bool, compile_blocks: bool, new_prompt: str | None, ranks: Ranks) -> None:
-    spec = session.spec
-    preset = PRESETS[spec.preset]
-    loop = _open(session, model_dir, dev, dt, compile_blocks, ranks, num_chunks, new_prompt)
-    scorers = None if loop.long_scorer is None else (loop.short_scorer, loop.long_scorer)
+    from sessions.report.write import REPORT_FILE
+
+    loaded = _load(session, model_dir, dev, dt, compile_blocks, ranks)
     start = session.head
-    here = compute_of(dev, dt)
-    if start and spec.compute not in (None, here):
-        made = f"{spec.compute['device']}/{spec.compute['dtype']}"
-        note(f"note: {session.path} was made on {made}; continuing on {here['device']}/{here['dtype']}, so the new "
-             "chunks are not bitwise those of an unbroken run there")
-    names = ("none", "none") if scorers is None else (scorers[0].name, scorers[1].name)
-    view = ScalingView(console, start + num_chunks, f"{spec.preset} {dev.type}", names, quiet, first_chunk=start,
-                       report=str(session.path / REPORT_FILE))
+    view = ScalingView(console, start + num_chunks, f"{session.spec.preset} {dev.type}", loaded.reward_names, quiet,
+                       first_chunk=start, report=str(session.path / REPORT_FILE))
     with view:
-        summary = run(session, loop, num_chunks, view.update, new_prompt,
-                      resuming=lambda: console.status(f"resuming at chunk {start}..."), on_note=note,
-                      on_resumed=lambda: None if preset.trained else console.print(UNTRAINED_LABEL))
-    label = "" if preset.trained else " (untrained tiny preset)"
-    console.print(escape(f"wrote {session.path / VIDEO_FILE}: {summary.video_frames} frames, {session.head} chunks"
-                         f"{label}; records in {session.path / LOG_FILE}"))
+        summary = loaded.run(num_chunks, view.update, new_prompt,
+                             resuming=lambda: console.status(f"resuming at chunk {start}..."), on_note=note,
+                             on_resumed=lambda: None if loaded.trained else console.print(UNTRAINED_LABEL))
+    label = "" if loaded.trained else " (untrained tiny preset)"
+    console.print(escape(f"wrote {summary.video}: {summary.video_frames} frames, {summary.chunks} chunks"
+                         f"{label}; records in {summary.log}"))
 
 
 def note(text: str) -> None:
     console.print(escape(text), highlight=False, soft_wrap=True)
-
-
-STREAM_T1_OPTIONS = ("beam_size", "top_k", "noise_sigma", "short_threshold", "long_threshold", "fusion_cap",
-                     "window_chunks", "max_sink", "horizon", "short_reward", "long_reward")
 
 
 def new(
@@ -160,19 +165,21 @@ def new(
     positions: PositionsOption = PositionMode.AUTO,
     snapshot_every: Annotated[int, typer.Option(help="Chunks between state snapshots: `continue` replays at most this many (each snapshot is ~5 GB a beam at real size).")] = SessionSpec.snapshot_every,
     keep_snapshots: Annotated[int, typer.Option(help="Newest state snapshots kept on disk.")] = SessionSpec.snapshots_kept,
-    beam_size: Annotated[int, typer.Option(help="Children per surviving beam.", rich_help_panel="Stream-T1")] = 2,
-    top_k: Annotated[int, typer.Option(help="Beams kept from each chunk's pool of beam_size x top_k candidates.", rich_help_panel="Stream-T1")] = 2,
-    noise_sigma: Annotated[float, typer.Option(help="Noise propagation: weight of the parent's noise, in [-1, 1].", rich_help_panel="Stream-T1")] = -0.1,
-    short_threshold: Annotated[float, typer.Option(help="Memory sinking: short-term reward rise that flags a chunk.", rich_help_panel="Stream-T1")] = 0.0,
-    long_threshold: Annotated[float, typer.Option(help="Memory sinking: long-term reward drop that makes a flagged chunk APPEND.", rich_help_panel="Stream-T1")] = 0.2,
-    fusion_cap: Annotated[float, typer.Option(help="Largest weight of the short-term reward in the fused score.", rich_help_panel="Stream-T1")] = 0.4,
-    window_chunks: Annotated[int, typer.Option(help="Long-term reward window, in chunks.", rich_help_panel="Stream-T1")] = 10,
-    max_sink: Annotated[int, typer.Option(help="Largest sink, in latent frames: the initial sink plus whole chunks (3, 6, 9, ...).", rich_help_panel="Stream-T1")] = 15,
-    horizon: Annotated[Optional[int], typer.Option(help="Latent frames the fusion weight ramps over, kept by `continue` (default: the length asked for here, as the reference's num_output_frames: 5 s = 21).", rich_help_panel="Stream-T1")] = None,
-    short_reward: Annotated[Optional[str], typer.Option(help=f"Short-term (per-frame) scorer: {', '.join(SHORT_REWARDS)} (default: proxy on tiny, hpsv3 on longlive).", rich_help_panel="Stream-T1")] = None,
-    long_reward: Annotated[Optional[str], typer.Option(help=f"Long-term (per-clip) scorer: {', '.join(LONG_REWARDS)} (default: proxy on tiny, videoreward on longlive).", rich_help_panel="Stream-T1")] = None,
+    beam_size: Annotated[int, scaling_option("beam_size")] = SCALING_DEFAULTS.beam_size,
+    top_k: Annotated[int, scaling_option("top_k")] = SCALING_DEFAULTS.top_k,
+    noise_sigma: Annotated[float, scaling_option("noise_sigma")] = SCALING_DEFAULTS.noise_sigma,
+    short_threshold: Annotated[float, scaling_option("short_threshold")] = SCALING_DEFAULTS.short_threshold,
+    long_threshold: Annotated[float, scaling_option("long_threshold")] = SCALING_DEFAULTS.long_threshold,
+    fusion_cap: Annotated[float, scaling_option("fusion_cap")] = SCALING_DEFAULTS.fusion_cap,
+    window_chunks: Annotated[int, scaling_option("window_chunks")] = SCALING_DEFAULTS.window_chunks,
+    max_sink: Annotated[int, scaling_option("max_sink_frames")] = SCALING_DEFAULTS.max_sink_frames,
+    horizon: Annotated[Optional[int], scaling_option("horizon_frames")] = None,  # None: the length asked for
+    short_reward: Annotated[Optional[str], typer.Option(help=f"Short-term (per-frame) scorer: {', '.join(SHORT_REWARDS)} (default: proxy on tiny, hpsv3 on longlive).", rich_help_panel=STREAM_T1_PANEL)] = None,
+    long_reward: Annotated[Optional[str], typer.Option(help=f"Long-term (per-clip) scorer: {', '.join(LONG_REWARDS)} (default: proxy on tiny, videoreward on longlive).", rich_help_panel=STREAM_T1_PANEL)] = None,
 ) -> None:
     """Start a session and generate a video, chunk by chunk (Stream-T1 unless --no-scaling)."""
+    from sessions.runner import compute_of, spec_for
+
     config = StreamConfig()
     if (prompt is None) == (script is None):
         fail("give a PROMPT or a --script, not both" if prompt is not None else "give a PROMPT (or a --script)")
@@ -184,9 +191,7 @@ def new(
         fail(str(err))
     num_chunks = chunks_for(seconds, chunks, config)
     if no_scaling:
-        given = [f"--{name.replace('_', '-')}" for name in STREAM_T1_OPTIONS
-                 if ctx.get_parameter_source(name).name == "COMMANDLINE"]  # typer vendors click's enum
-        if given:
+        if given := scaling_options(ctx):
             fail(f"--no-scaling runs plain LongLive, so {', '.join(given)} would do nothing: drop them or --no-scaling")
     later = sorted(k for k in schedule if k >= num_chunks)
     if later:
@@ -209,6 +214,9 @@ def new(
         load_check(spec, model_dir)
     except StreamT1Error as err:
         fail(str(err))
+    from engine.parallel import start_world
+    from sessions.group import join
+
     ranks, dev = start_world(resolve_device(device).type)
     dt = resolve_dtype(dtype, dev)
     try:
@@ -220,9 +228,9 @@ def new(
 
 def load_check(spec: SessionSpec, model_dir: Path | None) -> None:
     """Fail before creating anything when the weights a spec needs are not there."""
-    from engine.models.factory import resolve_model_dir
-
     if PRESETS[spec.preset].trained:
+        from engine.models.factory import resolve_model_dir
+
         resolve_model_dir(model_dir)
     if spec.rewards is not None:
         check_rewards(*spec.rewards, model_dir)
@@ -240,12 +248,16 @@ def continue_(
     compile_blocks: CompileOption = True,
 ) -> None:
     """Resume a session at its last whole chunk and generate more, exactly as if it never stopped."""
+    from sessions.runner import stream_config
+
     try:
         session = Session.open(path)
     except StreamT1Error as err:
         fail(str(err))
     check_prompt(prompt, "--prompt")
     num_chunks = chunks_for(seconds, chunks, stream_config(session.spec), first=session.head == 0)
+    from engine.parallel import start_world
+
     ranks, dev = start_world(resolve_device(device).type)
     run_session(session, num_chunks, model_dir, dev, resolve_dtype(dtype, dev), quiet, compile_blocks, new_prompt=prompt,
                 ranks=ranks)
@@ -268,6 +280,8 @@ def branch(
 ) -> None:
     """Start a new session from a parent's first AT chunks (referenced, not copied) and continue it:
     with its prompt schedule unless --prompt takes over from AT."""
+    from sessions.runner import compute_of, stream_config
+
     check_prompt(prompt, "--prompt")
     check_seed(seed)
     dev = resolve_device(device)
@@ -288,6 +302,9 @@ def branch(
         num_chunks = chunks_for(seconds, chunks, stream_config(spec), first=False)
     except StreamT1Error as err:
         fail(str(err))
+    from engine.parallel import start_world
+    from sessions.group import join
+
     ranks, dev = start_world(dev.type)
     try:
         session = join(ranks, to, lambda: Session.create(to, replace(child, compute=compute_of(dev, dt)), head=at))

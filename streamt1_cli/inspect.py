@@ -1,4 +1,5 @@
-"""`list`, `show` and `export`: read sessions, never change them."""
+"""`list`, `show` and `export`: read sessions, never change them. No model is needed, so nothing
+here imports the model stack (diffusers, transformers); the session store brings torch."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from sessions.runner import stream_config, video_frames
 from sessions.snapshots import snapshot_heads, snapshots_bytes
 from sessions.files import reason
 from sessions.store import SPEC_FILE, STAGING_PREFIX, Session
-from sessions.video import FRAME_NAME, write_mp4, write_pngs
+from sessions.video import FRAME_NAME, check_video_writer, write_mp4, write_pngs
 from streamt1_cli.common import console, fail
 
 stdout = Console()
@@ -54,7 +55,6 @@ def chunk_bytes_at(preset_name: str, config: StreamConfig, beams: int) -> int:
     latent = p.transformer["in_channels"] * config.chunk_frames * p.latent_height * p.latent_width * 4
     frames = 3 * config.pixel_frames(1) * p.height * p.width
     return beams * (2 * latent + frames)
-
 
 
 # Decoder causal-cache elements per beam at 480x832 (shape propagation through the real-size Wan VAE;
@@ -201,6 +201,7 @@ def export(
     try:
         frames = video_frames(s, beam, upto)
         if out.suffix.lower() == ".mp4":
+            check_video_writer()
             written = write_mp4(out, frames, stream_config(s.spec).fps)
             console.print(f"wrote {escape(str(out))}: {written} frames")
         else:

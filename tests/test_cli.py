@@ -123,6 +123,50 @@ def test_ctrl_c_during_startup_is_one_line(tmp_path: Path):
     assert not (tmp_path / "s").exists()
 
 
+def test_stream_t1_options_come_from_scaling_config():
+    """`new`'s Stream-T1 options take their defaults and help from ScalingConfig, and the README's
+    row of defaults says the same values."""
+    import re
+    from dataclasses import fields
+
+    import typer.main
+
+    from engine.scaling.config import ScalingConfig
+
+    params = {p.name: p for p in typer.main.get_command(app).commands["new"].params}
+    defaults = ScalingConfig()
+    shown = [f for f in fields(ScalingConfig) if "help" in f.metadata]
+    assert {f.name for f in fields(ScalingConfig)} - {f.name for f in shown} == {"ema_alpha"}
+    for f in shown:
+        param = params[f.metadata.get("option", f.name)]
+        assert param.help == f.metadata["help"] and param.rich_help_panel == "Stream-T1"
+        assert param.default == (None if f.name == "horizon_frames" else getattr(defaults, f.name)), f.name
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if "--beam-size" in line)
+    values = {name.replace("-", "_"): float(value) for name, value in re.findall(r"--([a-z-]+) (-?[\d.]+)", row)}
+    assert values == {f.metadata.get("option", f.name): getattr(defaults, f.name) for f in shown
+                      if f.name != "horizon_frames"}
+
+
+def test_a_broken_video_writer_stops_a_run_before_it_generates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from sessions.store import Session
+
+    session = tmp_path / "s"
+    assert runner.invoke(app, ["new", "a red fox", "--chunks", "1", "--no-scaling", "--quiet",
+                               "--session", str(session)]).exit_code == 0
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(tmp_path / "no-ffmpeg"))  # imageio-ffmpeg runs what this names
+    for args in (["new", "a red fox", "--chunks", "1", "--session", str(tmp_path / "n")],
+                 ["continue", str(session), "--chunks", "1"]):
+        line = one_line_error(args)
+        assert "no video writer" in line and "pip install imageio-ffmpeg" in line and "no-ffmpeg" in line
+    assert not (tmp_path / "n").exists()  # the new session was removed, holding nothing
+    assert Session.open(session).head == 1  # the existing one lost no chunk
+    monkeypatch.setattr("sessions.video.imageio_ffmpeg", None)  # not installed at all
+    line = one_line_error(["continue", str(session), "--chunks", "1"])
+    assert "imageio-ffmpeg is not installed" in line and "pip install imageio-ffmpeg" in line
+    assert Session.open(session).head == 1
+
+
 def test_seconds_and_chunks_convert_in_one_place():
     from engine.config import StreamConfig
 

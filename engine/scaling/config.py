@@ -1,8 +1,12 @@
-"""Stream-T1 knobs with the reference's defaults (configs/stream_scaling.yaml), validated once."""
+"""Stream-T1 knobs with the reference's defaults (configs/stream_scaling.yaml), validated once.
+
+The one source of these defaults and of what each knob means: `streamt1 new` builds its Stream-T1
+options from the fields below (a field's `help` metadata is its option's help; `option` names the
+option where it is not the field's name), and the README's table points here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.config import StreamConfig
 from engine.errors import StreamT1Error
@@ -17,16 +21,26 @@ class ScalingConfig:
     session is created so that continuing a run decides exactly as an uninterrupted one.
     """
 
-    beam_size: int = 2  # children per surviving beam
-    top_k: int = 2  # beams kept from the pool
-    noise_sigma: float = -0.1  # weight of the parent's noise
-    short_threshold: float = 0.0
-    long_threshold: float = 0.2
-    fusion_cap: float = 0.4  # max weight of the short-term reward
-    window_chunks: int = 10  # long-term reward window, in chunks
-    max_sink_frames: int = 15
-    ema_alpha: float = 0.999
-    horizon_frames: int = 21
+    beam_size: int = field(default=2, metadata={"help": "Children per surviving beam."})
+    top_k: int = field(default=2, metadata={
+        "help": "Beams kept from each chunk's pool of beam_size x top_k candidates."})
+    noise_sigma: float = field(default=-0.1, metadata={
+        "help": "Noise propagation: weight of the parent's noise, in [-1, 1]."})
+    short_threshold: float = field(default=0.0, metadata={
+        "help": "Memory sinking: short-term reward rise that flags a chunk."})
+    long_threshold: float = field(default=0.2, metadata={
+        "help": "Memory sinking: long-term reward drop that makes a flagged chunk APPEND."})
+    fusion_cap: float = field(default=0.4, metadata={
+        "help": "Largest weight of the short-term reward in the fused score."})
+    window_chunks: int = field(default=10, metadata={"help": "Long-term reward window, in chunks."})
+    max_sink_frames: int = field(default=15, metadata={
+        "option": "max_sink",
+        "help": "Largest sink, in latent frames: the initial sink plus whole chunks (3, 6, 9, ...)."})
+    ema_alpha: float = 0.999  # EMA weight of a merged sink (no option: the reference's constant)
+    horizon_frames: int = field(default=21, metadata={
+        "option": "horizon",
+        "help": "Latent frames the fusion weight ramps over, kept by `continue` (default: the length asked "
+                "for here, as the reference's num_output_frames: 5 s = 21)."})
 
     def __post_init__(self) -> None:
         if self.beam_size < 1 or self.top_k < 1:
