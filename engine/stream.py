@@ -17,8 +17,8 @@ from torch import Tensor
 
 from engine.beam import BeamState, ChunkLatents
 from engine.config import StreamConfig
-from engine.errors import StreamT1Error
 from engine.decode_queue import DecodeQueue, PendingFrames
+from engine.errors import StreamT1Error
 from engine.frames import from_uint8, to_uint8
 from engine.models.causal_wan import AttentionPrefix, TextContext
 from engine.models.factory import Models

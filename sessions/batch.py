@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomllib
 
 from engine.config import StreamConfig
 from engine.errors import StreamT1Error
 from engine.parallel import Ranks
 from engine.records import ChunkRecord
 from engine.stream import ChunkLoop
-from sessions.growing_video import VIDEO_FILE
 from sessions.group import follow, join
+from sessions.growing_video import VIDEO_FILE
 from sessions.lineage import final_beam
 from sessions.run import run
 from sessions.store import Session, SessionError, SessionSpec
@@ -142,6 +143,11 @@ def status(item: BatchItem, root: Path) -> BatchStatus:
     return BatchStatus(item, path, "done" if done else "partial", session.head, fused)
 
 
+def _maker(path: Path, spec: SessionSpec | None) -> Callable[[], Session]:
+    """How the group's leader gets an item's session: made from `spec`, or opened (None)."""
+    return lambda: Session.open(path) if spec is None else Session.create(path, spec)
+
+
 def run_batch(items: list[BatchItem], root: Path, group: Ranks, group_index: int, groups: int, world_rank: int,
               spec_of: Callable[[BatchItem], SessionSpec], open_loop_for: Callable[[Session], ChunkLoop],
               say: Callable[[str], None]) -> None:
@@ -157,7 +163,7 @@ def run_batch(items: list[BatchItem], root: Path, group: Ranks, group_index: int
                 say(f"rank {world_rank}: skipped {item.name} ({before.state})")
             continue
         made = before.state == "not started"
-        session = join(group, path, lambda: Session.create(path, spec_of(item)) if made else Session.open(path))
+        session = join(group, path, _maker(path, spec_of(item) if made else None))
         loop = open_loop_for(session)
         todo = max(0, item.chunks - session.head)
         if group.leader:

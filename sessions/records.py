@@ -34,7 +34,7 @@ class ChunkLog:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "ChunkLog":
+    def __enter__(self) -> ChunkLog:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -3,12 +3,12 @@ at which chunk. Times in seconds map to the chunk that holds that video frame.""
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from engine.config import StreamConfig
 from engine.errors import StreamT1Error
-
 
 MAX_SECONDS, MAX_CHUNK = 3600.0, 100_000  # latest start of an entry: an hour of video, in seconds or chunks
 

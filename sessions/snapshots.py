@@ -19,8 +19,8 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch

@@ -21,7 +21,6 @@ import json
 import math
 import os
 import shutil
-import tomllib
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import tomli_w
+import tomllib
 import torch
 import zarr
 from torch import Tensor

@@ -12,8 +12,8 @@ import typer
 
 from engine.config import MODEL_DIR_ENV
 from engine.errors import StreamT1Error
-from streamt1_cli.common import console, fail
 from streamt1_cli.batch import batch
+from streamt1_cli.common import console, fail
 from streamt1_cli.generate import branch, continue_, new
 from streamt1_cli.inspect import export, list_, show
 from streamt1_cli.report import report

@@ -4,13 +4,24 @@ job (one machine or several); parsing and printing only, the work is `sessions.b
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from streamt1_cli.common import (
-    ChunksOption, DeviceName, DeviceOption, DtypeName, DtypeOption, ModelDirOption, PresetName, QuietOption,
-    SecondsOption, console, fail, resolve_device, resolve_dtype,
+    ChunksOption,
+    DeviceName,
+    DeviceOption,
+    DtypeName,
+    DtypeOption,
+    ModelDirOption,
+    PresetName,
+    QuietOption,
+    SecondsOption,
+    console,
+    fail,
+    resolve_device,
+    resolve_dtype,
 )
 
 
@@ -33,7 +44,6 @@ def batch(
     from engine.config import StreamConfig
     from engine.errors import StreamT1Error
     from engine.parallel import split_world, start_world, stop_world
-
     from sessions.batch import read_batch, run_batch, status
 
     config = StreamConfig()

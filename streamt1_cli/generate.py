@@ -23,8 +23,22 @@ from sessions.files import reason
 from sessions.script import read_script
 from sessions.store import Session, SessionSpec
 from streamt1_cli.common import (
-    ChunksOption, CompileOption, PositionsOption, DeviceName, DeviceOption, DtypeName, DtypeOption, ModelDirOption, PresetName,
-    QuietOption, SecondsOption, chunks_for, console, fail, resolve_device, resolve_dtype,
+    ChunksOption,
+    CompileOption,
+    DeviceName,
+    DeviceOption,
+    DtypeName,
+    DtypeOption,
+    ModelDirOption,
+    PositionsOption,
+    PresetName,
+    QuietOption,
+    SecondsOption,
+    chunks_for,
+    console,
+    fail,
+    resolve_device,
+    resolve_dtype,
 )
 from streamt1_cli.signals import exit_code, what_stopped
 from streamt1_cli.view import UNTRAINED_LABEL, ScalingView

@@ -15,10 +15,10 @@ from rich.table import Table
 from engine.config import StreamConfig
 from engine.errors import StreamT1Error
 from engine.models.presets import PRESETS
+from sessions.files import reason
 from sessions.lineage import final_beam, lineage
 from sessions.runner import stream_config, video_frames
 from sessions.snapshots import snapshot_heads, snapshots_bytes
-from sessions.files import reason
 from sessions.store import SPEC_FILE, STAGING_PREFIX, Session
 from sessions.video import FRAME_NAME, check_video_writer, write_mp4, write_pngs
 from streamt1_cli.common import console, fail

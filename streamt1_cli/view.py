@@ -40,7 +40,7 @@ class ScalingView:
         self._start = time.perf_counter()
         self._live = Live(Text("starting..."), console=console, refresh_per_second=4, transient=False)
 
-    def __enter__(self) -> "ScalingView":
+    def __enter__(self) -> ScalingView:
         return self  # the display starts with the first chunk: a run that fails while resuming prints one line
 
     def __exit__(self, *exc: object) -> None:

@@ -3,7 +3,6 @@ behind, appended sinks keep their frame positions, and scaling beats plain LongL
 
 from __future__ import annotations
 
-
 from collections.abc import Sequence
 
 import pytest
@@ -11,13 +10,13 @@ import torch
 from torch import Tensor
 
 from engine.config import StreamConfig
+from engine.frames import from_uint8, to_levels
 from engine.models.causal_wan import apply_rope
 from engine.models.kv_cache import CacheSegment, KVCache, SinkRoute
 from engine.rewards.base import ClipScorer, FrameScorer
 from engine.rewards.proxies import SharpnessProxy, TemporalConsistencyProxy
 from engine.scaling.config import ScalingConfig
 from engine.scaling.pruning import fusion_alpha
-from engine.frames import from_uint8, to_levels
 from engine.stream import ChunkLoop
 
 

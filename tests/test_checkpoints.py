@@ -21,6 +21,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
 
 from engine.errors import StreamT1Error, WeightsError
+from engine.model_files import download_plan
 from engine.models.checkpoints import (
     load_longlive_models,
     load_longlive_transformer,
@@ -28,7 +29,6 @@ from engine.models.checkpoints import (
     load_wan_transformer,
     load_wan_vae,
 )
-from engine.model_files import download_plan
 from engine.models.lora import lora_pairs, merge_lora
 from engine.models.presets import TINY
 

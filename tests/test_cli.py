@@ -10,6 +10,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import pytest
 import torch
+
 from streamt1_cli.app import app
 from tests.helpers import one_line_error, runner
 

@@ -28,6 +28,7 @@ from sessions.snapshots import snapshot_heads
 from sessions.store import HEAD_FILE, STORE_DIR, Session
 from streamt1_cli.app import app
 from tests.helpers import assert_same_run, cli, runner
+
 TABLE_CHUNKS = TINY.transformer["rope_max_seq_len"] // StreamConfig().chunk_frames
 
 

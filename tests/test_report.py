@@ -18,11 +18,11 @@ import pytest
 import torch
 
 from engine.scaling.config import ScalingConfig
+from sessions.lineage import final_beam, lineage
 from sessions.report import ReportWriter, report_due, write_report
 from sessions.report.html import DATA_ID
 from sessions.report.thumbs import MAX_SHEET_CHUNKS
 from sessions.report.write import atomic_write_text
-from sessions.lineage import final_beam, lineage
 from sessions.store import STORE_DIR, Session, SessionSpec
 from streamt1_cli.app import app
 from streamt1_cli.view import sparkline

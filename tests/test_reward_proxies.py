@@ -248,4 +248,4 @@ def test_defaults_cover_every_preset():
     assert set(DEFAULT_REWARDS) == set(PRESETS)
     assert DEFAULT_REWARDS["tiny"] == ("proxy", "proxy")
     assert DEFAULT_REWARDS["longlive"] == ("hpsv3", "videoreward")
-    assert all(s in SHORT_REWARDS and l in LONG_REWARDS for s, l in DEFAULT_REWARDS.values())
+    assert all(s in SHORT_REWARDS and lng in LONG_REWARDS for s, lng in DEFAULT_REWARDS.values())

@@ -142,8 +142,8 @@ def test_options_that_would_do_nothing_and_notes(tmp_path: Path):
 def test_a_session_in_use_is_never_removed_and_parent_loops_are_errors(three: Path, tmp_path: Path):
     import typer
 
-    from sessions.runner import spec_for
     from engine.config import StreamConfig
+    from sessions.runner import spec_for
     from streamt1_cli.generate import run_session
 
     fresh = Session.create(tmp_path / "fresh", spec_for("tiny", 1, StreamConfig(), None, None, {0: "a fox"}))

@@ -22,7 +22,7 @@ def test_padding_is_zero_and_real_tokens_match_unpadded_run(model: UMT5EncoderMo
     enc = PromptEncoder(model, build_byte_tokenizer(), TINY.text_len)
     emb = enc.encode(PROMPT)
     assert emb.shape == (1, TINY.text_len, TINY.text_encoder["d_model"])
-    n = len("A cat surfs a wave at sunset, & waves.".encode()) + 1  # + eos
+    n = len(b"A cat surfs a wave at sunset, & waves.") + 1  # + eos
     assert torch.count_nonzero(emb[0, n:]) == 0
     assert bool((emb[0, :n].abs().sum(-1) > 0).all())
     ids = build_byte_tokenizer()("A cat surfs a wave at sunset, & waves.", return_tensors="pt").input_ids

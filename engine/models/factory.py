@@ -52,7 +52,7 @@ def allow_compiled_variants() -> None:
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
 
 
-def tune_for_cuda(models: "Models", compile_blocks: bool, vae_convs_as_2d: bool = True) -> None:
+def tune_for_cuda(models: Models, compile_blocks: bool, vae_convs_as_2d: bool = True) -> None:
     """Speed settings measured on an H100 (docs/performance.md): one VAE decoder call per chunk,
     fused norm+SiLU, in-conv padding and (by default) 2D per-tap convs in the VAE, channels-last VAE
     convs, and optionally torch.compile of the transformer blocks (slow first chunks). Compiling

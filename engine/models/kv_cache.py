@@ -58,7 +58,7 @@ class KVCache:
     def num_frames(self) -> int:
         return sum(s.num_frames for s in self.segments)
 
-    def push(self, segment: CacheSegment, config: StreamConfig) -> tuple["KVCache", tuple[CacheSegment, ...]]:
+    def push(self, segment: CacheSegment, config: StreamConfig) -> tuple[KVCache, tuple[CacheSegment, ...]]:
         """Add a freshly written chunk; return the new cache and the chunks that left the window.
 
         The first `sink_frames` frames of a video become the sink and are never evicted; later chunks

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+
 def fusion_alpha(start_frame: int, horizon_frames: int, chunk_frames: int, cap: float) -> float:
     """Weight of the short-term reward: start_frame / (horizon - chunk), capped. The long-term reward
     leads early; the short-term weight grows to `cap`."""

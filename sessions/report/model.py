@@ -9,10 +9,9 @@ from pathlib import Path
 
 from engine.config import StreamConfig
 from engine.models.presets import PRESETS
-from sessions.lineage import final_beam
 from engine.records import ChunkRecord
+from sessions.lineage import final_beam
 from sessions.store import Session, SessionSpec
-
 
 
 @dataclass(frozen=True)

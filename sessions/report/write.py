@@ -11,10 +11,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sessions.report import data, html, plots
-from sessions.growing_video import VIDEO_FILE
-from sessions.report.model import SessionView, load_session
 from engine.records import ChunkRecord
+from sessions.growing_video import VIDEO_FILE
+from sessions.report import data, html, plots
+from sessions.report.model import SessionView, load_session
 from sessions.report.thumbs import sheet_chunks, thumbnails
 from sessions.store import Session
 
