@@ -26,6 +26,10 @@ for step in $STEPS; do
         timeout 280 "${launch[@]}" bench/parallel_bench.py --chunks ${PAR_CHUNKS:-8} --warmup 3 $PAR_ARGS --json "$OUT/parallel_$g$PAR_TAG.json" 2>&1 | clean > "$OUT/parallel_$g$PAR_TAG.txt"
         grep -v "^  chunk\|\*\*\*\|OMP_NUM" "$OUT/parallel_$g$PAR_TAG.txt"
       done ;;
+    batch)    # prompt-parallel throughput: plain LongLive videos on 1 GPU, then on every GPU of this machine
+      n=$(nvidia-smi -L | wc -l)
+      timeout 250 python3 bench/batch_bench.py --videos ${BATCH_VIDEOS:-8} --chunks 10 --json "$OUT/batch_1.json" 2>&1 | clean | tee "$OUT/batch_1.txt" | grep -v "^rank"
+      timeout 250 python3 -m torch.distributed.run --standalone --nproc-per-node "$n" bench/batch_bench.py --videos ${BATCH_VIDEOS:-8} --chunks 10 --json "$OUT/batch_$n.json" 2>&1 | clean | tee "$OUT/batch_$n.txt" | grep -v "^rank\|\*\*\*\|OMP_NUM" ;;
     decode)   # the VAE alone: cuDNN 3D convs vs 2D convs per time tap
       python3 bench/decode_bench.py --json "$OUT/decode.json" 2>&1 | clean | tee "$OUT/decode.txt" ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
