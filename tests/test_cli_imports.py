@@ -58,11 +58,3 @@ def test_the_cli_module_itself_imports_no_model_stack():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[]"
-
-
-def test_the_model_folder_variable_has_one_name():
-    """The CLI reads it from engine.config (light); the model factory resolves weights with it."""
-    from engine.config import MODEL_DIR_ENV
-    from engine.models.factory import MODEL_DIR_ENV as FACTORY_MODEL_DIR_ENV
-
-    assert MODEL_DIR_ENV == FACTORY_MODEL_DIR_ENV

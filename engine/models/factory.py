@@ -11,6 +11,7 @@ from diffusers import AutoencoderKLWan, ModelMixin, WanTransformer3DModel
 from torch import nn
 from transformers import UMT5Config, UMT5EncoderModel
 
+from engine.config import MODEL_DIR_ENV
 from engine.errors import WeightsError
 from engine.models.causal_wan import CausalWanTransformer
 from engine.models.presets import Preset
@@ -18,7 +19,6 @@ from engine.models.text_encoder import PromptEncoder, build_byte_tokenizer
 from engine.models.vae_speed import speed_up_decoder
 from engine.models.vae_stream import StreamingVaeDecoder
 
-MODEL_DIR_ENV = "STREAMT1_MODEL_DIR"
 
 
 @dataclass
