@@ -20,7 +20,6 @@ from engine.models.vae_speed import speed_up_decoder
 from engine.models.vae_stream import StreamingVaeDecoder
 
 
-
 @dataclass
 class Models:
     """Everything the stream needs, on one device."""
