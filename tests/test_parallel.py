@@ -20,7 +20,7 @@ import torch
 from engine.records import ChunkRecord
 from sessions.store import Session
 
-SCALED = ["--beam-size", "2", "--top-k", "2", "--seed", "3", "--max-sink", "6"]
+SCALED = ["--beam-size", "2", "--top-k", "2", "--seed", "3", "--max-sink", "6", "--horizon", "12"]  # one fusion ramp for every length
 
 
 def launch(nproc: int, *args: str, nodes: tuple[int, int] | None = None, port: int = 0,
