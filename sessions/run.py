@@ -16,7 +16,7 @@ from sessions.growing_video import VIDEO_FILE, rebuild_live_video
 from sessions.lineage import lineage, save_final_pick
 from sessions.records import ChunkLog
 from sessions.report.write import ReportWriter
-from sessions.runner import Resumed, SnapshotPolicy, final_pick, generate, resume, stream_config
+from sessions.runner import Resumed, SnapshotPolicy, final_pick, generate, resume
 from sessions.snapshots import SnapshotWrite, remove_unfinished
 from sessions.store import Session
 from sessions.video import VideoError
@@ -48,7 +48,7 @@ def run(session: Session, loop: ChunkLoop, num_chunks: int, on_record: Callable[
             resumed = resume(loop, session)
         for line in resumed.skipped:
             on_note(f"note: {line}")
-    video, settled = rebuild_live_video(session, stream_config(session.spec).fps)
+    video, settled = rebuild_live_video(session, session.spec.stream.fps)
     try:  # rebuilt from every committed record, which checks their digests before anything new is made
         log = ChunkLog(session.path / LOG_FILE, session.records(0, start))
     except BaseException:

@@ -23,8 +23,9 @@ from sessions.script import read_script
 from sessions.growing_video import VIDEO_FILE
 from sessions.report.write import REPORT_FILE
 from sessions.run import LOG_FILE, run
-from sessions.runner import compute_of, open_loop, spec_for, stream_config
-from sessions.store import Session, SessionSpec
+from sessions.runner import compute_of, open_loop, spec_for
+from sessions.spec import ParentRef, SessionSpec
+from sessions.store import Session
 from sessions.files import reason
 from streamt1_cli.common import (
     ChunksOption, CompileOption, PositionsOption, DeviceName, DeviceOption, DtypeName, DtypeOption, ModelDirOption, PresetName,
@@ -84,16 +85,16 @@ def _run_locked(session: Session, num_chunks: int, model_dir: Path | None, dev: 
     spec = session.spec
     preset = PRESETS[spec.preset]
     models = load_models(preset, model_dir, dev, dt)
-    scorers = None if spec.rewards is None else build_scorers(*spec.rewards, model_dir=model_dir, device=dev, dtype=dt)
+    scorers = None if spec.rewards is None else build_scorers(spec.rewards.short, spec.rewards.long,
+                                                              model_dir=model_dir, device=dev, dtype=dt)
     if dev.type == "cuda":
         tune_for_cuda(models, compile_blocks=compile_blocks)
     loop = open_loop(spec, models, scorers)
     start = session.head
     here = compute_of(dev, dt)
     if start and spec.compute not in (None, here):
-        made = f"{spec.compute['device']}/{spec.compute['dtype']}"
-        note(f"note: {session.path} was made on {made}; continuing on {here['device']}/{here['dtype']}, so the new "
-             "chunks are not bitwise those of an unbroken run there")
+        note(f"note: {session.path} was made on {spec.compute}; continuing on {here}, so the new chunks are not "
+             "bitwise those of an unbroken run there")
     names = ("none", "none") if scorers is None else (scorers[0].name, scorers[1].name)
     view = ScalingView(console, start + num_chunks, f"{spec.preset} {dev.type}", names, quiet, first_chunk=start,
                        report=str(session.path / REPORT_FILE))
@@ -197,7 +198,8 @@ def load_check(spec: SessionSpec, model_dir: Path | None) -> None:
     if PRESETS[spec.preset].trained:
         resolve_model_dir(model_dir)
     if spec.rewards is not None:
-        check_rewards(*spec.rewards, model_dir)
+        check_rewards(spec.rewards.short, spec.rewards.long, model_dir)
+
 
 
 def continue_(
@@ -217,7 +219,7 @@ def continue_(
     except StreamT1Error as err:
         fail(str(err))
     check_prompt(prompt, "--prompt")
-    num_chunks = chunks_for(seconds, chunks, stream_config(session.spec), first=session.head == 0)
+    num_chunks = chunks_for(seconds, chunks, session.spec.stream, first=session.head == 0)
     dev = resolve_device(device)
     run_session(session, num_chunks, model_dir, dev, resolve_dtype(dtype, dev), quiet, compile_blocks, new_prompt=prompt)
 
@@ -249,14 +251,15 @@ def branch(
             raise StreamT1Error(f"--at {at} is out of range: {path} has chunks 0..{parent.head - 1}, so "
                                 f"branch at 1..{parent.head}")
         spec = parent.spec if prompt is None else parent.spec.reprompted(at, prompt)
-        if positions is not None and positions.value != spec.positions:
-            if positions is not PositionMode.AUTO or spec.positions != PositionMode.ABSOLUTE.value:
+        if positions is not None and positions is not spec.positions:
+            if positions is not PositionMode.AUTO or spec.positions is not PositionMode.ABSOLUTE:
                 raise StreamT1Error(f"--positions {positions.value}: a branch keeps its parent's positions "
-                                    f"({spec.positions}), except absolute -> auto, which is the same below the table")
-            spec = replace(spec, positions=positions.value)
+                                    f"({spec.positions.value}), except absolute -> auto, which is the same below "
+                                    "the table")
+            spec = replace(spec, positions=positions)
         child = replace(spec, seed=spec.seed if seed is None else seed, compute=compute_of(dev, dt),
-                        parent={"path": str(path.resolve()), "at": at, "id": parent.spec.id})
-        num_chunks = chunks_for(seconds, chunks, stream_config(spec), first=False)
+                        parent=ParentRef(str(path.resolve()), at, parent.spec.id))
+        num_chunks = chunks_for(seconds, chunks, spec.stream, first=False)
         session = Session.create(to, child, head=at)
     except StreamT1Error as err:
         fail(str(err))
