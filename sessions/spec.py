@@ -3,8 +3,8 @@
 `SessionSpec.from_toml` is the one way in from disk: every value is checked there (the settings
 by `StreamConfig`'s and `ScalingConfig`'s own constructors, the rest by its type), so a hand-edited
 or foreign file fails in one line naming the value, not deep inside a run. `to_toml` writes the same
-keys back. Keys added after format 3 (the [stream] settings besides the three sizes) are optional,
-so every format-3 session still opens, with the defaults it was made with.
+keys back. Keys added after format 3 (`model_dir`, the [stream] settings besides the three sizes)
+are optional, so every format-3 session still opens, with the defaults it was made with.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ class SessionSpec:
     positions: PositionMode = PositionMode.AUTO  # rotary positions, fixed at creation
     snapshot_every: int = 40  # chunks between state snapshots: `continue` replays at most this many
     snapshots_kept: int = 2  # newest snapshots kept in the store
+    model_dir: str | None = None  # absolute weights folder given to `new`/`branch`; `continue` uses it by default
     id: str = ""  # set by Session.create; a branch checks that its parent is still this session
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -116,6 +117,7 @@ class SessionSpec:
             "positions": self.positions.value,
             "snapshot_every": self.snapshot_every,
             "snapshots_kept": self.snapshots_kept,
+            "model_dir": self.model_dir,
             "id": self.id,
             "format": self.format,
             "format_version": self.format_version,
@@ -270,6 +272,9 @@ def _parse(raw: Any) -> SessionSpec:
         raise SpecProblem(f"positions is not one of {modes}")
     snapshot_every = _whole_at_least_one(raw, "snapshot_every", SessionSpec.snapshot_every)
     snapshots_kept = _whole_at_least_one(raw, "snapshots_kept", SessionSpec.snapshots_kept)
+    model_dir = raw.get("model_dir")
+    if model_dir is not None and not (isinstance(model_dir, str) and Path(model_dir).is_absolute()):
+        raise SpecProblem("model_dir is not an absolute path")
     if not isinstance(raw.get("id"), str) or not raw["id"]:
         raise SpecProblem("id is missing")
     if not isinstance(raw.get("created_by", ""), str):
@@ -277,7 +282,7 @@ def _parse(raw: Any) -> SessionSpec:
     return SessionSpec(
         preset=raw["preset"], seed=raw["seed"], stream=stream, prompts=prompts, scaling=scaling, rewards=rewards,
         parent=parent, compute=compute, positions=PositionMode(raw.get("positions", PositionMode.AUTO.value)),
-        snapshot_every=snapshot_every, snapshots_kept=snapshots_kept, id=raw["id"],
+        snapshot_every=snapshot_every, snapshots_kept=snapshots_kept, model_dir=model_dir, id=raw["id"],
         format=raw["format"], format_version=raw["format_version"],
         created_by=raw.get("created_by", SessionSpec.created_by),
     )

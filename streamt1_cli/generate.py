@@ -15,7 +15,7 @@ from rich.markup import escape
 from engine.config import StreamConfig
 from engine.errors import StreamT1Error
 from engine.positions import PositionMode
-from engine.models.factory import load_models, tune_for_cuda
+from engine.models.factory import MODEL_DIR_ENV, load_models, tune_for_cuda
 from engine.models.presets import PRESETS
 from engine.rewards.registry import DEFAULT_REWARDS, LONG_REWARDS, SHORT_REWARDS, build_scorers, check_rewards
 from engine.scaling.config import ScalingConfig
@@ -177,8 +177,10 @@ def new(
             scaling.check_stream(config)
         if snapshot_every < 1 or keep_snapshots < 1:
             raise StreamT1Error(f"--snapshot-every and --keep-snapshots must be >= 1 (got {snapshot_every}, {keep_snapshots})")
+        model_dir = absolute(model_dir)
         spec = replace(spec_for(preset.value, seed, config, scaling, None if no_scaling else rewards, schedule, positions),
-                       snapshot_every=snapshot_every, snapshots_kept=keep_snapshots)
+                       snapshot_every=snapshot_every, snapshots_kept=keep_snapshots,
+                       model_dir=None if model_dir is None else str(model_dir))
         load_check(spec, model_dir)
     except StreamT1Error as err:
         fail(str(err))
@@ -201,6 +203,28 @@ def load_check(spec: SessionSpec, model_dir: Path | None) -> None:
         check_rewards(spec.rewards.short, spec.rewards.long, model_dir)
 
 
+def absolute(model_dir: Path | None) -> Path | None:
+    """--model-dir (or $STREAMT1_MODEL_DIR) as an absolute path: the session remembers it."""
+    return None if model_dir is None else model_dir.resolve()
+
+
+def needs_weights(spec: SessionSpec) -> bool:
+    """The preset or a scorer reads downloaded weights."""
+    return PRESETS[spec.preset].trained or (spec.rewards is not None and
+                                            any(r != "proxy" for r in (spec.rewards.short, spec.rewards.long)))
+
+
+def session_model_dir(session: Session, given: Path | None) -> Path | None:
+    """The weights folder for running `session`: --model-dir (or $STREAMT1_MODEL_DIR) when given,
+    else the one it was made with (session.toml's model_dir)."""
+    if given is not None or session.spec.model_dir is None:
+        return absolute(given)
+    remembered = Path(session.spec.model_dir)
+    if needs_weights(session.spec) and not remembered.is_dir():
+        raise StreamT1Error(f"{session.path} was made with the weights in {remembered}, which is not a folder any "
+                            f"more: pass --model-dir DIR (or set {MODEL_DIR_ENV}) to use weights elsewhere")
+    return remembered
+
 
 def continue_(
     path: Annotated[Path, typer.Argument(help="The session to extend.")],
@@ -213,9 +237,11 @@ def continue_(
     quiet: QuietOption = False,
     compile_blocks: CompileOption = True,
 ) -> None:
-    """Resume a session at its last whole chunk and generate more, exactly as if it never stopped."""
+    """Resume a session at its last whole chunk and generate more, exactly as if it never stopped
+    (with the weights folder it was made with, unless --model-dir says otherwise)."""
     try:
         session = Session.open(path)
+        model_dir = session_model_dir(session, model_dir)
     except StreamT1Error as err:
         fail(str(err))
     check_prompt(prompt, "--prompt")
@@ -257,8 +283,10 @@ def branch(
                                     f"({spec.positions.value}), except absolute -> auto, which is the same below "
                                     "the table")
             spec = replace(spec, positions=positions)
+        model_dir = session_model_dir(parent, model_dir)
         child = replace(spec, seed=spec.seed if seed is None else seed, compute=compute_of(dev, dt),
-                        parent=ParentRef(str(path.resolve()), at, parent.spec.id))
+                        parent=ParentRef(str(path.resolve()), at, parent.spec.id),
+                        model_dir=None if model_dir is None else str(model_dir))
         num_chunks = chunks_for(seconds, chunks, spec.stream, first=False)
         session = Session.create(to, child, head=at)
     except StreamT1Error as err:

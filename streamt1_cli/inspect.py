@@ -13,6 +13,7 @@ from rich.table import Table
 
 from engine.config import StreamConfig
 from engine.errors import StreamT1Error
+from engine.models.factory import MODEL_DIR_ENV
 from engine.models.presets import PRESETS
 from engine.scaling.config import ScalingConfig
 from sessions.lineage import final_beam, lineage
@@ -132,6 +133,8 @@ def show(
         stdout.print(f"  from chunk {p.from_chunk}: {escape(repr(p.prompt))}")
     if s.spec.parent:
         stdout.print(f"  branch of {escape(s.spec.parent.path)} at chunk {s.spec.parent.at}")
+    if s.spec.model_dir:
+        stdout.print(f"  weights from {escape(s.spec.model_dir)} (unless --model-dir or ${MODEL_DIR_ENV} says otherwise)")
     table = Table("chunk", "beam kept", "short", "long", "fused", "sink flag", "sink event")
     scored = s.spec.scaling is not None
     for k, (record, b) in enumerate(zip(chunks, info["lineage"])):

@@ -371,6 +371,7 @@ def test_a_broken_final_pick_is_one_line(three: Path, tmp_path: Path, text: str,
     (("    250.0,\n", "    2500.0,\n"), "denoising timesteps must lie in (0, 1000]"),
     (("    250.0,\n", "    true,\n"), "stream.timesteps = [1000.0, 750.0, 500.0, True] is not a list of finite numbers"),
     (("[stream]\n", "[stream]\nwidth = 64\n"), "stream.width is not a setting"),
+    (('positions = "auto"', 'positions = "auto"\nmodel_dir = "weights"'), "model_dir is not an absolute path"),
 ])
 def test_hand_edits_that_looked_valid_are_refused(three: Path, tmp_path: Path, edit: tuple[str, str], needle: str):
     session = copy_of(three, tmp_path / "s")

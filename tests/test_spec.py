@@ -4,6 +4,7 @@ plain forms that older sessions and every chunk's committed schedule hold. No mo
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from sessions.spec import (
 PATH = Path("/sessions/s/session.toml")
 
 # What d021eaf (the last code with the dict spec) wrote for a Stream-T1 branch: only three [stream]
-# keys. Such a session must open with the settings it was made with.
+# keys, no model_dir. Such a session must open with the settings it was made with.
 OLD_TOML = """\
 preset = "tiny"
 seed = 7
@@ -72,7 +73,7 @@ def full_spec() -> SessionSpec:
         preset="tiny", seed=7, stream=StreamConfig(), scaling=ScalingConfig(top_k=1, horizon_frames=9),
         prompts=(PromptSwitch(0, "a red fox"), PromptSwitch(2, "a blue bird")), rewards=RewardNames("proxy", "proxy"),
         parent=ParentRef("/sessions/p", 1, "0123456789abcdef0123456789abcdef"), compute=Compute("cpu", "float32"),
-        positions=PositionMode.ABSOLUTE, id="99656705d159456089bc0458185124ca",
+        positions=PositionMode.ABSOLUTE, model_dir="/weights", id="99656705d159456089bc0458185124ca",
     )
 
 
@@ -86,8 +87,8 @@ def problem(text: str) -> str:
 
 def test_an_old_session_toml_opens_with_the_settings_it_was_made_with():
     spec = SessionSpec.from_toml(OLD_TOML, PATH)
-    assert spec == full_spec()
-    assert spec.stream == StreamConfig()
+    assert spec == replace(full_spec(), model_dir=None)
+    assert spec.stream == StreamConfig() and spec.model_dir is None
     assert spec.schedule == {0: "a red fox", 2: "a blue bird"}
     assert spec.parent.at == 1 and str(spec.compute) == "cpu/float32"
 
@@ -99,6 +100,7 @@ def test_to_toml_keeps_every_old_key_and_value_and_round_trips():
     written = old.to_toml()
     for line in OLD_TOML.splitlines():  # the new [stream] keys come on top, nothing else changes
         assert line in written.splitlines()
+    assert "model_dir" not in written  # only written when set
     assert SessionSpec.from_toml(written, PATH) == old
 
 
