@@ -19,7 +19,7 @@ from sessions.growing_video import VIDEO_FILE, rebuild_live_video
 from sessions.lineage import lineage, save_final_pick
 from sessions.records import ChunkLog
 from sessions.report.write import ReportWriter
-from sessions.runner import Resumed, SnapshotPolicy, compute_of, final_pick, generate, open_loop, resume, stream_config
+from sessions.runner import Resumed, SnapshotPolicy, compute_of, final_pick, generate, open_loop, resume
 from sessions.snapshots import SnapshotWrite, remove_unfinished
 from sessions.store import Session
 from sessions.video import VideoError, check_video_writer
@@ -63,7 +63,7 @@ class SessionRun:
         check_video_writer()
         spec = session.spec
         models = load_models(PRESETS[spec.preset], model_dir, device, dtype)
-        scorers = None if spec.rewards is None else build_scorers(*spec.rewards, model_dir=model_dir, device=device,
+        scorers = None if spec.rewards is None else build_scorers(spec.rewards.short, spec.rewards.long, model_dir=model_dir, device=device,
                                                                    dtype=dtype)
         if device.type == "cuda":
             tune_for_cuda(models, compile_blocks=compile_blocks)
@@ -86,8 +86,8 @@ class SessionRun:
         here, made = compute_of(models.device, models.dtype), session.spec.compute
         if not session.head or made in (None, here):
             return None
-        return (f"note: {session.path} was made on {made['device']}/{made['dtype']}; continuing on "
-                f"{here['device']}/{here['dtype']}, so the new chunks are not bitwise those of an unbroken run there")
+        return (f"note: {session.path} was made on {made}; continuing on {here}, so the new chunks are not bitwise "
+                "those of an unbroken run there")
 
     def run(self, num_chunks: int, on_record: Callable[[ChunkRecord], None], new_prompt: str | None = None,
             resuming: Callable[[], object] = nullcontext, on_note: Callable[[str], None] = print,
@@ -114,7 +114,7 @@ def run(session: Session, loop: ChunkLoop, num_chunks: int, on_record: Callable[
             resumed = resume(loop, session)
         for line in resumed.skipped:
             on_note(f"note: {line}")
-    video, settled = rebuild_live_video(session, stream_config(session.spec).fps)
+    video, settled = rebuild_live_video(session, session.spec.stream.fps)
     try:  # rebuilt from every committed record, which checks their digests before anything new is made
         log = ChunkLog(session.path / LOG_FILE, session.records(0, start))
     except BaseException:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -24,7 +24,8 @@ from sessions.files import reason
 from sessions.growing_video import GrowingVideo, SettledChunks
 from sessions.lineage import final_beam, lineage
 from sessions.snapshots import SnapshotWrite, read_snapshot, snapshot_heads, write_snapshot
-from sessions.store import Session, SessionError, SessionSpec
+from sessions.spec import Compute, PromptSwitch, RewardNames, SessionSpec
+from sessions.store import Session, SessionError
 
 if TYPE_CHECKING:  # `show` and `export` read sessions through this module: no model stack for them
     from engine.models.factory import Models
@@ -38,36 +39,23 @@ def spec_for(preset: str, seed: int, config: StreamConfig, scaling: ScalingConfi
              rewards: tuple[str, str] | None, schedule: dict[int, str],
              positions: PositionMode = PositionMode.AUTO) -> SessionSpec:
     return SessionSpec(
-        preset=preset, seed=seed,
-        stream={"chunk_frames": config.chunk_frames, "sink_frames": config.sink_frames,
-                "local_window_frames": config.local_window_frames},
-        scaling=None if scaling is None else asdict(scaling),
-        rewards=None if rewards is None else list(rewards),
-        prompts=[{"from_chunk": k, "prompt": p} for k, p in sorted(schedule.items())],
-        positions=positions.value,
+        preset=preset, seed=seed, stream=config, scaling=scaling,
+        rewards=None if rewards is None else RewardNames(*rewards),
+        prompts=tuple(PromptSwitch(k, p) for k, p in sorted(schedule.items())),
+        positions=positions,
     )
 
 
-def compute_of(device: torch.device, dtype: torch.dtype) -> dict[str, str]:
-    """How chunks are computed, as a session records it: the same inputs on another device or in
-    another dtype give other numbers, so resuming elsewhere is not bitwise an uninterrupted run."""
-    return {"device": device.type, "dtype": str(dtype).removeprefix("torch.")}
-
-
-def stream_config(spec: SessionSpec) -> StreamConfig:
-    return StreamConfig(**spec.stream)
-
-
-def scaling_config(spec: SessionSpec) -> ScalingConfig | None:
-    return None if spec.scaling is None else ScalingConfig(**spec.scaling)
+def compute_of(device: torch.device, dtype: torch.dtype) -> Compute:
+    """How chunks are computed, as a session records it."""
+    return Compute(device.type, str(dtype).removeprefix("torch."))
 
 
 def open_loop(spec: SessionSpec, models: Models, scorers: tuple[FrameScorer, ClipScorer] | None,
               ranks: Ranks | None = None) -> ChunkLoop:
     from engine.stream import ChunkLoop
 
-    return ChunkLoop(models, stream_config(spec), scaling_config(spec), scorers, spec.seed, spec.schedule,
-                     PositionMode(spec.positions), ranks)
+    return ChunkLoop(models, spec.stream, spec.scaling, scorers, spec.seed, spec.schedule, spec.positions, ranks)
 
 
 # --- resuming ----------------------------------------------------------------------------------------
@@ -85,10 +73,10 @@ def _snapshots_below(session: Session, upto: int) -> Iterator[tuple[Session, int
     """(owner, head) of every snapshot usable at `upto`, newest first: the session's own, then,
     for a branch, its parent's at or below the branch point."""
     for head in snapshot_heads(session):
-        if head <= upto and (session.spec.parent is None or head >= session.spec.parent["at"]):
+        if head <= upto and (session.spec.parent is None or head >= session.spec.parent.at):
             yield session, head
     if session.spec.parent is not None:
-        yield from _snapshots_below(session.parent, min(upto, session.spec.parent["at"]))
+        yield from _snapshots_below(session.parent, min(upto, session.spec.parent.at))
 
 
 def resume(loop: ChunkLoop, session: Session, upto: int | None = None,
@@ -234,7 +222,7 @@ def final_pick(session: Session, scorer: ClipScorer | None, device: torch.device
     last = ChunkRecord.from_json(session.record(head - 1))
     if len(last.beams) == 1 or scorer is None:
         return 0
-    config = stream_config(session.spec)
+    config = session.spec.stream
     scores = []
     for beam in range(len(last.beams)):
         chunks: list[Tensor] = []

@@ -18,150 +18,34 @@ import errno
 import fcntl
 import hashlib
 import json
-import math
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tomli_w
-import tomllib
 import torch
 import zarr
 from torch import Tensor
 
-from engine.config import StreamConfig
-from engine.errors import StreamT1Error
-from engine.models.presets import PRESETS
-from engine.positions import PositionMode
-from engine.scaling.config import ScalingConfig
+from sessions.errors import SessionError
 from sessions.files import LEFTOVERS, atomic_write, reason, tree_bytes
+from sessions.spec import (  # noqa: F401 (FORMAT, FORMAT_VERSION: re-exported)
+    FORMAT,
+    FORMAT_VERSION,
+    PromptSwitch,
+    SessionSpec,
+    SpecProblem,
+    prompts_from_plain,
+    prompts_to_plain,
+)
 
-FORMAT = "streamt1-session"
-# 2: per-array digests in every chunk, session ids checked by branches; 3: digests cover the chunk's
-# identity and its record, and each chunk holds its prompt schedule
-FORMAT_VERSION = 3
 SPEC_FILE, HEAD_FILE, STORE_DIR, LOCK_FILE = "session.toml", "HEAD", "store.zarr", ".lock"
 STAGING_PREFIX = ".creating-"  # a session being created (or left by a crash during creation)
-
-
-class SessionError(StreamT1Error):
-    """A foreign, corrupt, busy or inconsistent session."""
-
-
-@dataclass
-class SessionSpec:
-    """Everything that decides what a session generates (session.toml)."""
-
-    preset: str
-    seed: int
-    stream: dict[str, Any]
-    prompts: list[dict[str, Any]]  # [{"from_chunk": k, "prompt": p}], sorted
-    scaling: dict[str, Any] | None = None  # None: plain LongLive
-    rewards: list[str] | None = None  # [short, long] scorer names
-    parent: dict[str, Any] | None = None  # {"path": ..., "at": K, "id": the parent's id}
-    compute: dict[str, str] | None = None  # {"device": "cuda", "dtype": "bfloat16"} its chunks were made with
-    positions: str = "auto"  # rotary positions (engine.positions.PositionMode), fixed at creation
-    snapshot_every: int = 40  # chunks between state snapshots: `continue` replays at most this many
-    snapshots_kept: int = 2  # newest snapshots kept in the store
-    id: str = ""  # set by Session.create; a branch checks that its parent is still this session
-    format: str = FORMAT
-    format_version: int = FORMAT_VERSION
-    created_by: str = field(default="streamt1")
-
-    @property
-    def schedule(self) -> dict[int, str]:
-        return {int(p["from_chunk"]): p["prompt"] for p in self.prompts}
-
-    def reprompted(self, from_chunk: int, prompt: str) -> SessionSpec:
-        """This spec with `prompt` in force from `from_chunk` on: earlier entries kept, later ones
-        (a script's switches past that chunk) dropped, as a user re-prompting from there means."""
-        kept = [p for p in self.prompts if p["from_chunk"] < from_chunk]
-        return replace(self, prompts=[*kept, {"from_chunk": from_chunk, "prompt": prompt}])
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _table_problem(name: str, table: Any, settings: type) -> str | None:
-    """What is wrong with a [stream] or [scaling] table, or None: each key must be a field of
-    `settings` with a value of its type (whole numbers for ints, finite numbers for floats), so
-    that a hand edit such as `window_chunks = 2.5` is refused here, not deep inside a run."""
-    if not isinstance(table, dict):
-        return f"{name} is not a table"
-    types = {f.name: f.type for f in fields(settings)}  # annotations as written: "int", "float", ...
-    for key, value in table.items():
-        kind = types.get(key)
-        if kind not in ("int", "float"):
-            return f"{name}.{key} is not a setting that a session can hold"
-        number = _is_int(value) or (kind == "float" and isinstance(value, float) and math.isfinite(value))
-        if not number:
-            return f"{name}.{key} = {value!r} is not a {'whole' if kind == 'int' else 'finite'} number"
-    return None
-
-
-def _prompts_problem(prompts: Any) -> str | None:
-    if (not isinstance(prompts, list) or not prompts
-            or not all(isinstance(p, dict) and set(p) == {"from_chunk", "prompt"} and _is_int(p["from_chunk"])
-                       and isinstance(p["prompt"], str) for p in prompts)
-            or [p["from_chunk"] for p in prompts] != sorted({p["from_chunk"] for p in prompts})
-            or prompts[0]["from_chunk"] != 0):
-        return "prompts is not a sorted list of {from_chunk, prompt} starting at chunk 0"
-    return None
-
-
-def _spec_problem(raw: dict[str, Any]) -> str | None:
-    """What is wrong with a parsed session.toml, or None. Checks every value the run uses, so a
-    hand-edited or foreign file fails here, in one line, not deep inside."""
-    names = {f.name for f in fields(SessionSpec)}
-    if raw.get("format") != FORMAT:
-        return f"format is {raw.get('format')!r}, not {FORMAT!r}"
-    if not _is_int(raw.get("format_version")):
-        return "format_version is missing"
-    if raw["format_version"] != FORMAT_VERSION:
-        return None  # reported with its own message
-    if unknown := set(raw) - names:
-        return f"unknown keys {sorted(unknown)}"
-    if raw.get("preset") not in PRESETS:
-        return f"preset {raw.get('preset')!r} is not one of {sorted(PRESETS)}"
-    if not _is_int(raw.get("seed")) or not 0 <= raw["seed"] < 2**62:
-        return "seed is not a whole number in [0, 2^62)"
-    if problem := (_table_problem("stream", raw.get("stream"), StreamConfig) or _prompts_problem(raw.get("prompts"))
-                   or ("scaling" in raw and _table_problem("scaling", raw["scaling"], ScalingConfig))):
-        return problem
-    try:
-        stream = StreamConfig(**raw["stream"])
-        if "scaling" in raw:
-            ScalingConfig(**raw["scaling"]).check_stream(stream)
-    except StreamT1Error as exc:
-        return f"bad stream or scaling settings: {exc}"
-    rewards = raw.get("rewards")
-    if rewards is not None and not (isinstance(rewards, list) and len(rewards) == 2
-                                    and all(isinstance(r, str) for r in rewards)):
-        return "rewards is not a [short, long] pair of names"
-    parent = raw.get("parent")
-    if parent is not None and not (isinstance(parent, dict) and isinstance(parent.get("path"), str)
-                                   and _is_int(parent.get("at")) and isinstance(parent.get("id"), str)):
-        return "parent is not a {path, at, id} table"
-    compute = raw.get("compute")
-    if compute is not None and not (isinstance(compute, dict) and set(compute) == {"device", "dtype"}
-                                    and all(isinstance(v, str) for v in compute.values())):
-        return "compute is not a {device, dtype} table"
-    if raw.get("positions", "auto") not in {m.value for m in PositionMode}:
-        return f"positions is not one of {[m.value for m in PositionMode]}"
-    for key in ("snapshot_every", "snapshots_kept"):
-        if key in raw and not (_is_int(raw[key]) and raw[key] >= 1):
-            return f"{key} is not a whole number >= 1"
-    if not isinstance(raw.get("id"), str) or not raw["id"]:
-        return "id is missing"
-    return None
-
 
 ARRAYS = ("latents", "noise", "frames")  # per chunk, in StoredChunk's field order
 
@@ -245,22 +129,14 @@ class Session:
         if not spec_path.is_file():
             raise SessionError(f"{path} is not a streamt1 session (no {SPEC_FILE}): check the path")
         try:
-            raw = tomllib.loads(spec_path.read_text(encoding="utf-8"))
+            text = spec_path.read_bytes()
         except OSError as exc:
             raise SessionError(f"cannot read {spec_path} ({reason(exc)}): check its permissions") from exc
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise SessionError(f"{spec_path} is corrupt or foreign ({type(exc).__name__}): it was not written by "
-                               "this streamt1; restore it or start a new session") from exc
-        if problem := _spec_problem(raw):
-            raise SessionError(f"{spec_path} is corrupt or foreign ({problem}): restore it or start a new session")
-        if raw["format_version"] != FORMAT_VERSION:
-            raise SessionError(f"{path} was written by a streamt1 with session format {raw['format_version']}; this "
-                               f"one reads format {FORMAT_VERSION}: use the matching streamt1 version")
-        session = cls(path, SessionSpec(**raw), _read_head(path))
+        session = cls(path, SessionSpec.from_toml(text, spec_path), _read_head(path))
         if session.spec.parent is not None:
             expected = session.spec.parent
             parent = session._open_parent(_children | {path.resolve()})
-            if parent.spec.id != expected["id"] or parent.head < expected["at"]:
+            if parent.spec.id != expected.id or parent.head < expected.at:
                 raise SessionError(f"parent session {parent.path} is not the one this branch was made from (it was "
                                    "replaced or rewritten): put the original back there, or start a new session")
         session._adopt_committed_schedule()
@@ -270,7 +146,7 @@ class Session:
         """Take the prompt schedule from the last own committed chunk: session.toml is rewritten
         only after a commit, so a kill in between leaves it behind HEAD. A damaged last chunk keeps
         session.toml's schedule; whatever reads that chunk reports the damage."""
-        if self.head <= (self.spec.parent["at"] if self.spec.parent else 0):
+        if self.head <= (self.spec.parent.at if self.spec.parent else 0):
             return
         try:
             prompts = self._stored(self.head - 1, with_arrays=False)[1]
@@ -281,8 +157,7 @@ class Session:
             self._spec_stale = True
 
     def write_spec(self) -> None:
-        spec = {k: v for k, v in asdict(self.spec).items() if v is not None}
-        atomic_write(self.path / SPEC_FILE, tomli_w.dumps(spec))
+        atomic_write(self.path / SPEC_FILE, self.spec.to_toml())
         self._spec_stale = False
 
     # --- reading ---------------------------------------------------------------------------------
@@ -294,7 +169,7 @@ class Session:
         return self._parent
 
     def _open_parent(self, children: frozenset[Path]) -> Session:
-        parent_path = Path(self.spec.parent["path"])
+        parent_path = Path(self.spec.parent.path)
         if not parent_path.exists():
             raise SessionError(f"branch {self.path} needs its parent {parent_path}, which is gone (moved or "
                                "deleted): put it back at that path")
@@ -311,7 +186,7 @@ class Session:
     def _owner(self, k: int) -> Session:
         """The session whose store holds chunk k: a branch's early chunks live in its parent."""
         self._check_range(k)
-        if self.spec.parent is not None and k < self.spec.parent["at"]:
+        if self.spec.parent is not None and k < self.spec.parent.at:
             return self.parent._owner(k)
         return self
 
@@ -320,7 +195,7 @@ class Session:
                             f"`streamt1 branch {self.path} --at K` at a chunk K before it")
 
     def _stored(self, k: int, with_arrays: bool, stores: dict[Path, zarr.Group] | None = None,
-                ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, np.ndarray]]:
+                ) -> tuple[dict[str, Any], tuple[PromptSwitch, ...], dict[str, np.ndarray]]:
         """Chunk k's record, prompt schedule and (if asked) arrays, each checked against the digest
         written at commit. Zarr reads a missing chunk file back as zeros, so a deleted or truncated
         file would pass unnoticed; the digests cover the chunk's identity, so a chunk folder moved or
@@ -344,9 +219,10 @@ class Session:
             if _digest(f"{identity}/{name}", data) != digests.get(name):
                 raise owner._damaged(k, f"{name} does not match its digest")
         record, prompts = (json.loads(t) for t in texts)
-        if _prompts_problem(prompts):
-            raise owner._damaged(k, "its prompt schedule is malformed")
-        return record, prompts, arrays
+        try:
+            return record, prompts_from_plain(prompts), arrays
+        except SpecProblem:
+            raise owner._damaged(k, "its prompt schedule is malformed") from None
 
     def record(self, k: int) -> dict[str, Any]:
         """Chunk k's record alone (what `show` and lineages need; no arrays are read)."""
@@ -383,7 +259,7 @@ class Session:
             array = g.create_array(name, shape=data.shape, dtype=data.dtype, chunks=data.shape, overwrite=True)
             array[...] = data
             digests[name] = _digest(f"{identity}/{name}", data)
-        texts = (json.dumps(record), json.dumps(self.spec.prompts))
+        texts = (json.dumps(record), json.dumps(prompts_to_plain(self.spec.prompts)))
         digests["meta"] = _digest(f"{identity}/meta", *(t.encode() for t in texts))
         g.attrs.update({"record": texts[0], "prompts": texts[1], "digests": digests})
         atomic_write(self.path / HEAD_FILE, f"{k + 1}\n")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.markup import escape
 
-from engine.config import StreamConfig
+from engine.config import MODEL_DIR_ENV, StreamConfig
 from engine.errors import StreamT1Error
 from engine.models.presets import PRESETS
 from engine.positions import PositionMode
@@ -21,7 +21,8 @@ from engine.rewards.registry import DEFAULT_REWARDS, LONG_REWARDS, SHORT_REWARDS
 from engine.scaling.config import ScalingConfig
 from sessions.files import reason
 from sessions.script import read_script
-from sessions.store import Session, SessionSpec
+from sessions.spec import ParentRef, SessionSpec
+from sessions.store import Session
 from streamt1_cli.common import (
     ChunksOption,
     CompileOption,
@@ -223,8 +224,10 @@ def new(
             scaling.check_stream(config)
         if snapshot_every < 1 or keep_snapshots < 1:
             raise StreamT1Error(f"--snapshot-every and --keep-snapshots must be >= 1 (got {snapshot_every}, {keep_snapshots})")
+        model_dir = absolute(model_dir)
         spec = replace(spec_for(preset.value, seed, config, scaling, None if no_scaling else rewards, schedule, positions),
-                       snapshot_every=snapshot_every, snapshots_kept=keep_snapshots)
+                       snapshot_every=snapshot_every, snapshots_kept=keep_snapshots,
+                       model_dir=None if model_dir is None else str(model_dir))
         load_check(spec, model_dir)
     except StreamT1Error as err:
         fail(str(err))
@@ -247,7 +250,30 @@ def load_check(spec: SessionSpec, model_dir: Path | None) -> None:
 
         resolve_model_dir(model_dir)
     if spec.rewards is not None:
-        check_rewards(*spec.rewards, model_dir)
+        check_rewards(spec.rewards.short, spec.rewards.long, model_dir)
+
+
+def absolute(model_dir: Path | None) -> Path | None:
+    """--model-dir (or $STREAMT1_MODEL_DIR) as an absolute path: the session remembers it."""
+    return None if model_dir is None else model_dir.resolve()
+
+
+def needs_weights(spec: SessionSpec) -> bool:
+    """The preset or a scorer reads downloaded weights."""
+    return PRESETS[spec.preset].trained or (spec.rewards is not None and
+                                            any(r != "proxy" for r in (spec.rewards.short, spec.rewards.long)))
+
+
+def session_model_dir(session: Session, given: Path | None) -> Path | None:
+    """The weights folder for running `session`: --model-dir (or $STREAMT1_MODEL_DIR) when given,
+    else the one it was made with (session.toml's model_dir)."""
+    if given is not None or session.spec.model_dir is None:
+        return absolute(given)
+    remembered = Path(session.spec.model_dir)
+    if needs_weights(session.spec) and not remembered.is_dir():
+        raise StreamT1Error(f"{session.path} was made with the weights in {remembered}, which is not a folder any "
+                            f"more: pass --model-dir DIR (or set {MODEL_DIR_ENV}) to use weights elsewhere")
+    return remembered
 
 
 def continue_(
@@ -261,15 +287,15 @@ def continue_(
     quiet: QuietOption = False,
     compile_blocks: CompileOption = True,
 ) -> None:
-    """Resume a session at its last whole chunk and generate more, exactly as if it never stopped."""
-    from sessions.runner import stream_config
-
+    """Resume a session at its last whole chunk and generate more, exactly as if it never stopped
+    (with the weights folder it was made with, unless --model-dir says otherwise)."""
     try:
         session = Session.open(path)
+        model_dir = session_model_dir(session, model_dir)
     except StreamT1Error as err:
         fail(str(err))
     check_prompt(prompt, "--prompt")
-    num_chunks = chunks_for(seconds, chunks, stream_config(session.spec), first=session.head == 0)
+    num_chunks = chunks_for(seconds, chunks, session.spec.stream, first=session.head == 0)
     from engine.parallel import start_world
 
     ranks, dev = start_world(resolve_device(device).type)
@@ -294,7 +320,7 @@ def branch(
 ) -> None:
     """Start a new session from a parent's first AT chunks (referenced, not copied) and continue it:
     with its prompt schedule unless --prompt takes over from AT."""
-    from sessions.runner import compute_of, stream_config
+    from sessions.runner import compute_of
 
     check_prompt(prompt, "--prompt")
     check_seed(seed)
@@ -306,14 +332,17 @@ def branch(
             raise StreamT1Error(f"--at {at} is out of range: {path} has chunks 0..{parent.head - 1}, so "
                                 f"branch at 1..{parent.head}")
         spec = parent.spec if prompt is None else parent.spec.reprompted(at, prompt)
-        if positions is not None and positions.value != spec.positions:
-            if positions is not PositionMode.AUTO or spec.positions != PositionMode.ABSOLUTE.value:
+        if positions is not None and positions is not spec.positions:
+            if positions is not PositionMode.AUTO or spec.positions is not PositionMode.ABSOLUTE:
                 raise StreamT1Error(f"--positions {positions.value}: a branch keeps its parent's positions "
-                                    f"({spec.positions}), except absolute -> auto, which is the same below the table")
-            spec = replace(spec, positions=positions.value)
+                                    f"({spec.positions.value}), except absolute -> auto, which is the same below "
+                                    "the table")
+            spec = replace(spec, positions=positions)
+        model_dir = session_model_dir(parent, model_dir)
         child = replace(spec, seed=spec.seed if seed is None else seed, compute=compute_of(dev, dt),
-                        parent={"path": str(path.resolve()), "at": at, "id": parent.spec.id})
-        num_chunks = chunks_for(seconds, chunks, stream_config(spec), first=False)
+                        parent=ParentRef(str(path.resolve()), at, parent.spec.id),
+                        model_dir=None if model_dir is None else str(model_dir))
+        num_chunks = chunks_for(seconds, chunks, spec.stream, first=False)
     except StreamT1Error as err:
         fail(str(err))
     from engine.parallel import start_world

@@ -14,10 +14,12 @@ from rich.table import Table
 
 from engine.config import StreamConfig
 from engine.errors import StreamT1Error
+from engine.models.factory import MODEL_DIR_ENV
 from engine.models.presets import PRESETS
+from engine.scaling.config import ScalingConfig
 from sessions.files import reason
 from sessions.lineage import final_beam, lineage
-from sessions.runner import stream_config, video_frames
+from sessions.runner import video_frames
 from sessions.snapshots import snapshot_heads, snapshots_bytes
 from sessions.store import SPEC_FILE, STAGING_PREFIX, Session
 from sessions.video import FRAME_NAME, check_video_writer, write_mp4, write_pngs
@@ -40,7 +42,7 @@ def list_(root: Annotated[Path, typer.Argument(help="Folder to search for sessio
         except StreamT1Error as err:
             skipped.append(f"skipped {spec_path.parent}: {err}")
             continue
-        parent = "-" if s.spec.parent is None else f"{s.spec.parent['path']} @ {s.spec.parent['at']}"
+        parent = "-" if s.spec.parent is None else f"{s.spec.parent.path} @ {s.spec.parent.at}"
         table.add_row(escape(str(s.path)), s.spec.preset, str(s.head), "plain" if s.spec.scaling is None else "Stream-T1",
                       str(len(s.spec.prompts)), escape(parent))
     stdout.print(table)
@@ -62,11 +64,11 @@ def chunk_bytes_at(preset_name: str, config: StreamConfig, beams: int) -> int:
 REAL_DECODER_STATE_ELEMENTS = 944_286_720
 
 
-def snapshot_bytes_at(preset_name: str, config: StreamConfig, scaling: dict | None, beams: int) -> int:
+def snapshot_bytes_at(preset_name: str, config: StreamConfig, scaling: ScalingConfig | None, beams: int) -> int:
     """Bytes of one state snapshot at a preset's geometry in bf16, the sink at its cap: each beam's
     KV cache (sink + window frames, every layer's K and V) and decoder cache."""
     p = PRESETS[preset_name]
-    sink = config.sink_frames if scaling is None else scaling["max_sink_frames"]
+    sink = config.sink_frames if scaling is None else scaling.max_sink_frames
     frames = sink + config.window_chunks * config.chunk_frames
     dim = p.transformer["num_attention_heads"] * p.transformer["attention_head_dim"]
     tokens = (p.latent_height // 2) * (p.latent_width // 2)
@@ -87,22 +89,23 @@ def show(
     except StreamT1Error as err:
         fail(str(err))
     disk_bytes = s.disk_bytes()
-    config = stream_config(s.spec)
-    beams = len(chunks[-1]["beams"]) if chunks else (1 if s.spec.scaling is None else s.spec.scaling["top_k"])
+    config = s.spec.stream
+    beams = len(chunks[-1]["beams"]) if chunks else (1 if s.spec.scaling is None else s.spec.scaling.top_k)
     real_chunk = chunk_bytes_at("longlive", config, beams)
     chunks_30s = config.chunks_for_seconds(30)
-    own_chunks = s.head - (s.spec.parent["at"] if s.spec.parent else 0)
+    own_chunks = s.head - (s.spec.parent.at if s.spec.parent else 0)
     real_snapshot = snapshot_bytes_at("longlive", config, s.spec.scaling, beams)
     heads = snapshot_heads(s)
+    spec = s.spec.to_dict()  # plain data, as session.toml holds it
     info = {
         "path": str(s.path),
         "preset": s.spec.preset,
         "untrained": not PRESETS[s.spec.preset].trained,
         "seed": s.spec.seed,
-        "scaling": s.spec.scaling,
-        "rewards": s.spec.rewards,
-        "prompts": s.spec.prompts,
-        "parent": s.spec.parent,
+        "scaling": spec["scaling"],
+        "rewards": spec["rewards"],
+        "prompts": spec["prompts"],
+        "parent": spec["parent"],
         "chunks": s.head,
         "final_beam": final,
         "lineage": lineage_,
@@ -111,7 +114,7 @@ def show(
         "real_size_bytes_per_chunk": real_chunk,
         "real_size_bytes_30s": chunks_30s * real_chunk,
         "real_size_bytes_per_hour": config.chunks_for_seconds(3600) * real_chunk,
-        "positions": s.spec.positions,
+        "positions": spec["positions"],
         "snapshot_every": s.spec.snapshot_every,
         "snapshots_kept": s.spec.snapshots_kept,
         "snapshots": heads,
@@ -126,9 +129,11 @@ def show(
     stdout.print(f"[bold]{escape(str(s.path))}[/]  preset {s.spec.preset}{' (untrained)' if info['untrained'] else ''}  "
                  f"{seed}  {s.head} chunks  {'Stream-T1' if s.spec.scaling else 'plain LongLive'}")
     for p in s.spec.prompts:
-        stdout.print(f"  from chunk {p['from_chunk']}: {escape(repr(p['prompt']))}")
+        stdout.print(f"  from chunk {p.from_chunk}: {escape(repr(p.prompt))}")
     if s.spec.parent:
-        stdout.print(f"  branch of {escape(s.spec.parent['path'])} at chunk {s.spec.parent['at']}")
+        stdout.print(f"  branch of {escape(s.spec.parent.path)} at chunk {s.spec.parent.at}")
+    if s.spec.model_dir:
+        stdout.print(f"  weights from {escape(s.spec.model_dir)} (unless --model-dir or ${MODEL_DIR_ENV} says otherwise)")
     table = Table("chunk", "beam kept", "short", "long", "fused", "sink flag", "sink event")
     scored = s.spec.scaling is not None
     for k, (record, b) in enumerate(zip(chunks, info["lineage"])):
@@ -143,7 +148,7 @@ def show(
                  f"{own_chunks} own chunks); at real size (480x832, {beams} beam(s)): {real_chunk / 1e6:.1f} MB a "
                  f"chunk, {info['real_size_bytes_30s'] / 1e9:.2f} GB for a 30 s video ({chunks_30s} chunks), "
                  f"{info['real_size_bytes_per_hour'] / 1e9:.0f} GB an hour of video, uncompressed")
-    stdout.print(f"positions: {s.spec.positions}; snapshots every {s.spec.snapshot_every} chunks, newest "
+    stdout.print(f"positions: {s.spec.positions.value}; snapshots every {s.spec.snapshot_every} chunks, newest "
                  f"{s.spec.snapshots_kept} kept: {', '.join(map(str, heads)) or 'none'} "
                  f"({info['snapshot_bytes'] / 1e6:.2f} MB); at real size a snapshot is ~{real_snapshot / 1e9:.1f} GB "
                  f"(sink at its cap), so up to {s.spec.snapshots_kept * real_snapshot / 1e9:.0f} GB on disk")
@@ -202,7 +207,7 @@ def export(
         frames = video_frames(s, beam, upto)
         if out.suffix.lower() == ".mp4":
             check_video_writer()
-            written = write_mp4(out, frames, stream_config(s.spec).fps)
+            written = write_mp4(out, frames, s.spec.stream.fps)
             console.print(f"wrote {escape(str(out))}: {written} frames")
         else:
             written = write_pngs(out, frames)

@@ -11,19 +11,20 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
 
+from engine.config import StreamConfig
 from engine.scaling.config import ScalingConfig
 from sessions.lineage import final_beam, lineage
 from sessions.report import ReportWriter, report_due, write_report
 from sessions.report.html import DATA_ID
 from sessions.report.thumbs import MAX_SHEET_CHUNKS
 from sessions.report.write import atomic_write_text
-from sessions.store import STORE_DIR, Session, SessionSpec
+from sessions.spec import PromptSwitch, RewardNames, SessionSpec
+from sessions.store import STORE_DIR, Session
 from streamt1_cli.app import app
 from streamt1_cli.view import sparkline
 from tests.helpers import FOX, cli, copy_of, runner
@@ -120,9 +121,8 @@ def test_bad_input_is_a_one_line_error(sessions: dict[str, Path], tmp_path: Path
 
 def synthetic_session(path: Path, chunks: int) -> Session:
     """A Stream-T1 session of synthetic records (4 candidates, 2 beams, sink events) and 4x4 frames."""
-    spec = SessionSpec(preset="tiny", seed=7, stream={"chunk_frames": 3, "sink_frames": 3, "local_window_frames": 12},
-                       prompts=[{"from_chunk": 0, "prompt": "synthetic"}], scaling=asdict(ScalingConfig()),
-                       rewards=["proxy", "proxy"])
+    spec = SessionSpec(preset="tiny", seed=7, stream=StreamConfig(), prompts=(PromptSwitch(0, "synthetic"),),
+                       scaling=ScalingConfig(), rewards=RewardNames("proxy", "proxy"))
     session = Session.create(path, spec)
     rng = random.Random(0)
     events = [None, None]

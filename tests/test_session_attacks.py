@@ -354,9 +354,12 @@ def test_a_broken_final_pick_is_one_line(three: Path, tmp_path: Path, text: str,
 @pytest.mark.parametrize("edit, needle", [
     (("window_chunks = 10", "window_chunks = 2.5"), "scaling.window_chunks = 2.5 is not a whole number"),
     (("long_threshold = 0.2", "long_threshold = nan"), "scaling.long_threshold = nan is not a finite number"),
-    (("[stream]\n", "[stream]\nshift = 0\n"), "timestep shift"),
-    (("[stream]\n", "[stream]\nfps = 100000\n"), "fps must be"),
-    (("[stream]\n", "[stream]\ntimesteps = [1000.0]\n"), "stream.timesteps is not a setting"),
+    (("shift = 5.0", "shift = 0"), "timestep shift"),
+    (("fps = 16", "fps = 100000"), "fps must be"),
+    (("    250.0,\n", "    2500.0,\n"), "denoising timesteps must lie in (0, 1000]"),
+    (("    250.0,\n", "    true,\n"), "stream.timesteps = [1000.0, 750.0, 500.0, True] is not a list of finite numbers"),
+    (("[stream]\n", "[stream]\nwidth = 64\n"), "stream.width is not a setting"),
+    (('positions = "auto"', 'positions = "auto"\nmodel_dir = "weights"'), "model_dir is not an absolute path"),
 ])
 def test_hand_edits_that_looked_valid_are_refused(three: Path, tmp_path: Path, edit: tuple[str, str], needle: str):
     session = copy_of(three, tmp_path / "s")

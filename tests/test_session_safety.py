@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from sessions.records import read_chunk_log
+from sessions.spec import Compute
 from sessions.store import HEAD_FILE, SPEC_FILE, STORE_DIR, Session
 from tests.helpers import cli, copy_of, one_line_error, tree_digest
 
@@ -135,7 +136,7 @@ def test_options_that_would_do_nothing_and_notes(tmp_path: Path):
     session = tmp_path / "s"
     assert "from chunk(s) [4] start after the 1 chunks" in cli("new", "--script", str(script), "--chunks", "1",
                                                                 "--session", str(session))
-    assert Session.open(session).spec.compute == {"device": "cpu", "dtype": "float32"}
+    assert Session.open(session).spec.compute == Compute("cpu", "float32")
     assert "not bitwise" in cli("continue", str(session), "--chunks", "1", "--dtype", "bfloat16")
 
 

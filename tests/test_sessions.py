@@ -47,7 +47,7 @@ def test_branch_is_exact_and_a_prompt_changes_only_what_follows(full6: Path, tmp
 
 def test_horizon_is_the_length_new_asks_for_and_continue_keeps_it(tmp_path: Path):
     def horizon(path: Path) -> int:
-        return Session.open(path).spec.scaling["horizon_frames"]
+        return Session.open(path).spec.scaling.horizon_frames
 
     cli("new", "a red fox", "--seconds", "1", "--session", str(tmp_path / "s"))  # 2 chunks of 3 latent frames
     assert horizon(tmp_path / "s") == 6

@@ -18,7 +18,7 @@ def session_data(view: SessionView, name: str, video_href: str, plots: list[Plot
         "name": name,
         "path": str(view.path),
         "video": video_href,
-        "spec": asdict(view.spec),
+        "spec": view.spec.to_dict(),
         "untrained": view.untrained,
         "scored": view.scored,
         "ancestors": [asdict(a) for a in view.ancestors],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import asdict
 from html import escape
 from typing import Any
 
@@ -57,20 +58,20 @@ def spec_rows(view: SessionView, video_href: str, video_exists: bool) -> list[tu
     spec = view.spec
     sc = spec.scaling
     mode = ("plain LongLive (one candidate a chunk, no rewards)" if sc is None else
-            f"Stream-T1: {sc['beam_size']} children x {sc['top_k']} beams = {sc['beam_size'] * sc['top_k']} "
+            f"Stream-T1: {sc.beam_size} children x {sc.top_k} beams = {sc.candidates} "
             f"candidates a chunk")
     rows = [("session", escape(str(view.path))), ("id", escape(spec.id)),
             ("preset", escape(spec.preset) + (" <span class=warn>UNTRAINED random-init weights: the video is noise "
                                               "by design</span>" if view.untrained else "")),
             ("seed", str(spec.seed)), ("mode", escape(mode))]
     if spec.rewards:
-        rows.append(("rewards", f"short: {escape(spec.rewards[0])}, long: {escape(spec.rewards[1])}"))
+        rows.append(("rewards", f"short: {escape(spec.rewards.short)}, long: {escape(spec.rewards.long)}"))
     if sc is not None:
-        rows.append(("knobs", escape(", ".join(f"{k} {v}" for k, v in sc.items()))))
-    rows.append(("stream", escape(", ".join(f"{k} {v}" for k, v in spec.stream.items()))))
+        rows.append(("knobs", escape(", ".join(f"{k} {v}" for k, v in asdict(sc).items()))))
+    rows.append(("stream", escape(", ".join(f"{k} {v}" for k, v in asdict(spec.stream).items()))))
     if spec.compute:
-        rows.append(("computed on", escape(f"{spec.compute['device']} / {spec.compute['dtype']}")))
-    rows.append(("prompts", "<br>".join(f"from chunk {p['from_chunk']}: {escape(p['prompt'])}" for p in spec.prompts)))
+        rows.append(("computed on", escape(f"{spec.compute.device} / {spec.compute.dtype}")))
+    rows.append(("prompts", "<br>".join(f"from chunk {p.from_chunk}: {escape(p.prompt)}" for p in spec.prompts)))
     if view.ancestors:
         chain = " &larr; ".join(f"{escape(a.path)} (chunks 0..{a.at - 1})" for a in view.ancestors)
         rows.append(("branch point", f"<b>chunk {view.ancestors[0].at}</b>: chunks before it are its parent's"))

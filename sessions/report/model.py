@@ -11,7 +11,8 @@ from engine.config import StreamConfig
 from engine.models.presets import PRESETS
 from engine.records import ChunkRecord
 from sessions.lineage import final_beam
-from sessions.store import Session, SessionSpec
+from sessions.spec import SessionSpec
+from sessions.store import Session
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class SessionView:
 
     @property
     def config(self) -> StreamConfig:
-        return StreamConfig(**self.spec.stream)
+        return self.spec.stream
 
     def first_frame(self, chunk: int) -> int:
         """Index in the video of the chunk's first frame (the video's first chunk is shorter)."""
@@ -83,14 +84,14 @@ def load_session(session: Session, cache: list[ChunkRecord] | None = None) -> Se
         chunks=chunks,
         final_beam=final,
         final_path=lineage(chunks, final),
-        evictions=evictions(chunks, session.spec.stream["chunk_frames"]),
+        evictions=evictions(chunks, session.spec.stream.chunk_frames),
     )
 
 
 def ancestors(session: Session) -> tuple[Branch, ...]:
     chain = []
     while session.spec.parent is not None:
-        chain.append(Branch(session.spec.parent["path"], session.spec.parent["at"]))
+        chain.append(Branch(session.spec.parent.path, session.spec.parent.at))
         session = session.parent
     return tuple(chain)
 

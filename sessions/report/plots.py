@@ -63,7 +63,8 @@ def rewards(view: SessionView) -> Plot:
         return Plot(title, note="No reward plots: this is a plain LongLive session (--no-scaling), which makes one "
                                 "candidate a chunk and scores none.")
     chunks = view.chunks
-    names = dict(zip(("short", "long"), view.spec.rewards or ("?", "?")))
+    rewards = view.spec.rewards
+    names = {"short": rewards.short, "long": rewards.long} if rewards else {"short": "?", "long": "?"}
     size = _marker_size(sum(len(c.candidates) for c in chunks))
     fig = Figure(figsize=(WIDTH, 7.2), layout="constrained")
     axes = fig.subplots(3, 1, sharex=True)
@@ -178,8 +179,8 @@ def sinks(view: SessionView) -> Plot:
         top.step(xs, ys, where="mid", lw=1, alpha=0.7, label=f"beam {b}")
     top.step(range(len(chunks)), [ch.beams[b].sink_frames for ch, b in zip(chunks, view.final_path)], where="mid",
              color=FINAL, lw=2, label="final pick")
-    top.axhline(view.spec.scaling["max_sink_frames"], color="k", ls="--", lw=0.8, label="max sink")
-    top.set_ylim(0, view.spec.scaling["max_sink_frames"] + 1)
+    top.axhline(view.spec.scaling.max_sink_frames, color="k", ls="--", lw=0.8, label="max sink")
+    top.set_ylim(0, view.spec.scaling.max_sink_frames + 1)
     top.set_ylabel("sink (latent frames)")
     rows = ["final pick"] + [f"beam {b}" for b in range(slots)]
     size = _marker_size(len(view.evictions)) * 1.5
