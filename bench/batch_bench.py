@@ -51,7 +51,9 @@ def main() -> None:
 
     def spec_of(item: BatchItem):
         scaling = ScalingConfig(horizon_frames=item.chunks * config.chunk_frames) if args.scaled else None
-        return replace(spec_for(models.preset.name, item.seed, config, scaling, names, item.schedule), snapshot_every=1000)
+        return replace(
+            spec_for(models.preset.name, item.seed, config, scaling, names, item.schedule), snapshot_every=1000
+        )
 
     def open_loop_for(session):
         loop = open_loop(session.spec, models, scorers, group)
@@ -61,7 +63,9 @@ def main() -> None:
 
     world.barrier()
     start = time.perf_counter()
-    run_batch(items, root, group, index, groups, world.rank, spec_of, open_loop_for, lambda line: print(line, flush=True))
+    run_batch(
+        items, root, group, index, groups, world.rank, spec_of, open_loop_for, lambda line: print(line, flush=True)
+    )
     world.barrier()
     wall = time.perf_counter() - start
     stop_world()
@@ -70,11 +74,24 @@ def main() -> None:
         seconds = config.seconds_of(args.chunks)
         print(f"{'GPUs':<6}{'videos':>8}{'video s':>9}{'wall s':>9}{'videos/h':>10}")
         print(f"{world.size:<6}{args.videos:>8}{seconds:>9.1f}{wall:>9.1f}{per_hour:>10.1f}")
-        print(f"{device_name()} x{world.size}, {'Stream-T1 N=4' if args.scaled else 'plain LongLive'}, torch {torch.__version__}")
+        print(
+            f"{device_name()} x{world.size}, {'Stream-T1 N=4' if args.scaled else 'plain LongLive'}, torch {torch.__version__}"
+        )
         if args.json:
-            Path(args.json).write_text(json.dumps({"gpu": device_name(), "gpus": world.size, "videos": args.videos,
-                                                   "chunks": args.chunks, "scaled": args.scaled, "wall_s": wall,
-                                                   "videos_per_hour": per_hour}, indent=1))
+            Path(args.json).write_text(
+                json.dumps(
+                    {
+                        "gpu": device_name(),
+                        "gpus": world.size,
+                        "videos": args.videos,
+                        "chunks": args.chunks,
+                        "scaled": args.scaled,
+                        "wall_s": wall,
+                        "videos_per_hour": per_hour,
+                    },
+                    indent=1,
+                )
+            )
 
 
 if __name__ == "__main__":

@@ -25,16 +25,26 @@ def main() -> None:
     trees = dict(t.split("=", 1) for t in args.trees)
     session = args.session.resolve()
     out = Path(tempfile.mkdtemp(prefix="streamt1-startup-")) / "x.mp4"
-    commands = {"--help": ["--help"], "list": ["list", str(session.parent)], "show": ["show", str(session)],
-                "export": ["export", str(session), str(out), "--force"]}
+    commands = {
+        "--help": ["--help"],
+        "list": ["list", str(session.parent)],
+        "show": ["show", str(session)],
+        "export": ["export", str(session), str(out), "--force"],
+    }
     times: dict[tuple[str, str], list[float]] = {(t, c): [] for t in trees for c in commands}
     for _ in range(args.rounds):
         for name, command in commands.items():
             for tree, path in trees.items():
                 env = dict(os.environ, PYTHONPATH=str(Path(path).resolve()))
                 start = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "streamt1_cli", *command], env=env, cwd=out.parent, check=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                subprocess.run(
+                    [sys.executable, "-m", "streamt1_cli", *command],
+                    env=env,
+                    cwd=out.parent,
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
                 times[tree, name].append(time.perf_counter() - start)
     print("| command | " + " | ".join(f"{t} (s)" for t in trees) + " |")
     print("| --- |" + " ---: |" * len(trees))

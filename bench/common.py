@@ -50,8 +50,9 @@ def reward_models(kind: str, smoke: bool = False):
     return random_hpsv3(torch.device("cuda"), torch.bfloat16), random_videoreward(torch.device("cuda"), torch.bfloat16)
 
 
-def new_session(folder: Path, models: Models, scaling: ScalingConfig | None, rewards: str = "real",
-                snapshot_every: int = 40) -> Session:
+def new_session(
+    folder: Path, models: Models, scaling: ScalingConfig | None, rewards: str = "real", snapshot_every: int = 40
+) -> Session:
     shutil.rmtree(folder, ignore_errors=True)
     names = ("hpsv3", "videoreward") if rewards == "real" else ("proxy", "proxy")
     spec = spec_for(models.preset.name, 42, StreamConfig(), scaling, None if scaling is None else names, {0: PROMPT})
@@ -80,14 +81,19 @@ def timed_run(session: Session, loop: ChunkLoop, chunks: int, report: bool = Tru
         arrivals.append(time.perf_counter())
         if progress:
             gap = arrivals[-1] - (arrivals[-2] if len(arrivals) > 1 else start)
-            print(f"  chunk {record.chunk}: {gap * 1e3:.0f} ms since the last, "
-                  + " ".join(f"{k} {v * 1e3:.0f}" for k, v in record.seconds.items()), flush=True)
+            print(
+                f"  chunk {record.chunk}: {gap * 1e3:.0f} ms since the last, "
+                + " ".join(f"{k} {v * 1e3:.0f}" for k, v in record.seconds.items()),
+                flush=True,
+            )
 
     start = time.perf_counter()
     summary = SessionRun(session, loop).run(chunks, on_record, report=report)
     if progress:
-        print(f"  run finished {time.perf_counter() - arrivals[-1]:.1f} s after the last chunk (final pick, video, report)",
-              flush=True)
+        print(
+            f"  run finished {time.perf_counter() - arrivals[-1]:.1f} s after the last chunk (final pick, video, report)",
+            flush=True,
+        )
     return Timed(records, arrivals, summary, time.perf_counter() - start)
 
 

@@ -57,16 +57,32 @@ def main() -> None:
     med = {p: statistics.median(r["seconds"].get(p, 0.0) for r in rows) * 1e3 for p in PHASES}
     received = statistics.median(r.get("received_bytes", 0) for r in rows)
     print(f"{'GPUs':<6}" + "".join(f"{p:>14}" for p in PHASES) + f"{'received':>12}{'chunk':>10}{'FPS':>8}")
-    print(f"{ranks.size:<6}" + "".join(f"{med[p]:>12.1f}ms" for p in PHASES)
-          + f"{received / 1e9:>10.2f}GB{chunk_ms:>8.1f}ms{rate:>8.2f}")
-    print(f"{device_name()} x{ranks.size}, rewards {args.rewards}, compile {not args.no_compile}, report {not args.no_report}, "
-          f"threads {torch.get_num_threads()}, "
-          f"torch {torch.__version__}, peak {peak_gib():.1f} GiB on rank 0")
+    print(
+        f"{ranks.size:<6}"
+        + "".join(f"{med[p]:>12.1f}ms" for p in PHASES)
+        + f"{received / 1e9:>10.2f}GB{chunk_ms:>8.1f}ms{rate:>8.2f}"
+    )
+    print(
+        f"{device_name()} x{ranks.size}, rewards {args.rewards}, compile {not args.no_compile}, report {not args.no_report}, "
+        f"threads {torch.get_num_threads()}, "
+        f"torch {torch.__version__}, peak {peak_gib():.1f} GiB on rank 0"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"gpu": device_name(), "gpus": ranks.size, "fps": rate,
-                                               "report": not args.no_report, "threads": torch.get_num_threads(),
-                                               "chunk_ms": chunk_ms, "median_ms": med,
-                                               "received_bytes_rank0": received}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "gpu": device_name(),
+                    "gpus": ranks.size,
+                    "fps": rate,
+                    "report": not args.no_report,
+                    "threads": torch.get_num_threads(),
+                    "chunk_ms": chunk_ms,
+                    "median_ms": med,
+                    "received_bytes_rank0": received,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

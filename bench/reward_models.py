@@ -26,8 +26,9 @@ def offline_tokenizer(extra: list[str]) -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=4000, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=4000, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
     tok.train_from_iterator([INSTRUCTION, PROMPT, "a red fox runs through fresh snow"], trainer)
     tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in [*QWEN2_VL_SPECIAL_TOKENS, *extra]])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
@@ -37,17 +38,35 @@ def offline_tokenizer(extra: list[str]) -> PreTrainedTokenizerFast:
 
 def qwen2_vl(size: str, tokenizer: PreTrainedTokenizerFast, device: torch.device, dtype: torch.dtype) -> Qwen2VLModel:
     hidden, inter, heads, kv, vocab = SIZES[size]
-    config = Qwen2VLConfig.from_dict({
-        "model_type": "qwen2_vl", "hidden_size": hidden, "intermediate_size": inter, "num_hidden_layers": 28,
-        "num_attention_heads": heads, "num_key_value_heads": kv, "vocab_size": vocab, "rope_theta": 1e6,
-        "rms_norm_eps": 1e-6, "max_position_embeddings": 32768,
-        "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
-        "vision_config": {"depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "num_heads": 16, "in_chans": 3,
-                          "hidden_size": hidden, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2},
-        "image_token_id": tokenizer.convert_tokens_to_ids("<|image_pad|>"),
-        "video_token_id": tokenizer.convert_tokens_to_ids("<|video_pad|>"),
-        "vision_start_token_id": tokenizer.convert_tokens_to_ids("<|vision_start|>"),
-    })
+    config = Qwen2VLConfig.from_dict(
+        {
+            "model_type": "qwen2_vl",
+            "hidden_size": hidden,
+            "intermediate_size": inter,
+            "num_hidden_layers": 28,
+            "num_attention_heads": heads,
+            "num_key_value_heads": kv,
+            "vocab_size": vocab,
+            "rope_theta": 1e6,
+            "rms_norm_eps": 1e-6,
+            "max_position_embeddings": 32768,
+            "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+            "vision_config": {
+                "depth": 32,
+                "embed_dim": 1280,
+                "mlp_ratio": 4,
+                "num_heads": 16,
+                "in_chans": 3,
+                "hidden_size": hidden,
+                "patch_size": 14,
+                "spatial_merge_size": 2,
+                "temporal_patch_size": 2,
+            },
+            "image_token_id": tokenizer.convert_tokens_to_ids("<|image_pad|>"),
+            "video_token_id": tokenizer.convert_tokens_to_ids("<|video_pad|>"),
+            "vision_start_token_id": tokenizer.convert_tokens_to_ids("<|vision_start|>"),
+        }
+    )
     default = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:

@@ -54,24 +54,38 @@ def main() -> None:
         snaps = [s for s in timed.summary.snapshots if s.bytes]
         session = Session.open(args.dir)
         print(f"head {head} generated in {timed.wall:.1f} s", flush=True)
-        row = {"fps": rate, "chunk_ms": chunk_ms, "generated": len(timed.records),
-               "snapshot_gb": snaps[-1].bytes / 1e9, "snapshot_write_s": max(s.seconds for s in snaps),
-               "with_stop_snapshot": timed_resume(session, models)}
+        row = {
+            "fps": rate,
+            "chunk_ms": chunk_ms,
+            "generated": len(timed.records),
+            "snapshot_gb": snaps[-1].bytes / 1e9,
+            "snapshot_write_s": max(s.seconds for s in snaps),
+            "with_stop_snapshot": timed_resume(session, models),
+        }
         newest = snapshot_heads(session)[0]
         if newest == head:  # as after a kill: no snapshot at the head, at most M chunks to replay
             shutil.rmtree(args.dir / STORE_DIR / SNAPSHOT_DIR / str(head))
             row["after_kill"] = timed_resume(session, models)
         chunk_bytes = tree_bytes(args.dir / STORE_DIR / "chunks") / session.head
-        row["disk"] = {"chunk_mb": chunk_bytes / 1e6, "chunks_gb_per_hour": chunk_bytes * CHUNKS_PER_HOUR / 1e9,
-                       "snapshots_gb": tree_bytes(args.dir / STORE_DIR / SNAPSHOT_DIR) / 1e9}
+        row["disk"] = {
+            "chunk_mb": chunk_bytes / 1e6,
+            "chunks_gb_per_hour": chunk_bytes * CHUNKS_PER_HOUR / 1e9,
+            "snapshots_gb": tree_bytes(args.dir / STORE_DIR / SNAPSHOT_DIR) / 1e9,
+        }
         out["heads"][head] = row
-        print(f"head {head}: {rate:.2f} FPS ({chunk_ms:.0f} ms a chunk, session path), snapshot {row['snapshot_gb']:.2f} GB "
-              f"written in {row['snapshot_write_s']:.1f} s (background); continue start-up "
-              f"{row['with_stop_snapshot']['seconds']:.2f} s from the stop snapshot"
-              + (f", {row['after_kill']['seconds']:.2f} s after a kill (snapshot {row['after_kill']['snapshot']}, "
-                 f"{row['after_kill']['replayed']} replayed)" if "after_kill" in row else "")
-              + f"; disk {row['disk']['chunk_mb']:.1f} MB a chunk = {row['disk']['chunks_gb_per_hour']:.0f} GB an hour "
-              f"of video, + {row['disk']['snapshots_gb']:.1f} GB of snapshots")
+        print(
+            f"head {head}: {rate:.2f} FPS ({chunk_ms:.0f} ms a chunk, session path), snapshot {row['snapshot_gb']:.2f} GB "
+            f"written in {row['snapshot_write_s']:.1f} s (background); continue start-up "
+            f"{row['with_stop_snapshot']['seconds']:.2f} s from the stop snapshot"
+            + (
+                f", {row['after_kill']['seconds']:.2f} s after a kill (snapshot {row['after_kill']['snapshot']}, "
+                f"{row['after_kill']['replayed']} replayed)"
+                if "after_kill" in row
+                else ""
+            )
+            + f"; disk {row['disk']['chunk_mb']:.1f} MB a chunk = {row['disk']['chunks_gb_per_hour']:.0f} GB an hour "
+            f"of video, + {row['disk']['snapshots_gb']:.1f} GB of snapshots"
+        )
     print(f"{out['gpu']}, torch {torch.__version__}, config {StreamConfig()}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))

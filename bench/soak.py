@@ -30,8 +30,12 @@ from sessions.store import Session
 
 
 def cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "streamt1_cli", *args, "--quiet"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamt1_cli", *args, "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def main() -> None:
@@ -51,10 +55,24 @@ def main() -> None:
     for stop in range(args.stops + 1):
         target = args.chunks if stop == args.stops else leg * (stop + 1)
         have = Session.open(args.dir).head if args.dir.exists() else 0
-        proc = (cli("new", "a red fox running through fresh snow", "--session", str(args.dir), "--chunks", str(target),
-                     "--snapshot-every", str(args.every), "--beam-size", str(args.beam_size),
-                     "--top-k", str(args.top_k)) if have == 0
-                else cli("continue", str(args.dir), "--chunks", str(target - have)))
+        proc = (
+            cli(
+                "new",
+                "a red fox running through fresh snow",
+                "--session",
+                str(args.dir),
+                "--chunks",
+                str(target),
+                "--snapshot-every",
+                str(args.every),
+                "--beam-size",
+                str(args.beam_size),
+                "--top-k",
+                str(args.top_k),
+            )
+            if have == 0
+            else cli("continue", str(args.dir), "--chunks", str(target - have))
+        )
         while stop < args.stops and proc.poll() is None:  # Ctrl-C once the leg's last chunks are near
             head = Session.open(args.dir).head if (args.dir / "HEAD").exists() else 0
             if head >= target - 2:
@@ -67,18 +85,30 @@ def main() -> None:
         loop = open_loop(session.spec, models, scorers)
         t0 = time.perf_counter()
         resumed = resume(loop, session)
-        rows.append({"stop": stop, "exit": proc.returncode, "head": session.head, "resume_s": time.perf_counter() - t0,
-                     "snapshot": resumed.snapshot, "replayed": resumed.replayed, "state_bytes": loop.state().held_bytes(),
-                     "live_frames": iio.imread(args.dir / "video.live.mp4").shape[0]
-                     if (args.dir / "video.live.mp4").exists() else None})
+        rows.append(
+            {
+                "stop": stop,
+                "exit": proc.returncode,
+                "head": session.head,
+                "resume_s": time.perf_counter() - t0,
+                "snapshot": resumed.snapshot,
+                "replayed": resumed.replayed,
+                "state_bytes": loop.state().held_bytes(),
+                "live_frames": iio.imread(args.dir / "video.live.mp4").shape[0]
+                if (args.dir / "video.live.mp4").exists()
+                else None,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
         if proc.returncode not in (0, 130):
             print(err.decode()[-2000:])
             raise SystemExit(1)
     video = iio.imread(args.dir / "video.mp4")
-    print(f"final: {session.head} chunks, video.mp4 {video.shape[0]} frames, state bytes "
-          f"{sorted({r['state_bytes'] for r in rows[1:]})}, replayed at most {max(r['replayed'] for r in rows)} "
-          f"(M = {args.every}), {time.perf_counter() - started:.0f} s on {os.cpu_count()} cores")
+    print(
+        f"final: {session.head} chunks, video.mp4 {video.shape[0]} frames, state bytes "
+        f"{sorted({r['state_bytes'] for r in rows[1:]})}, replayed at most {max(r['replayed'] for r in rows)} "
+        f"(M = {args.every}), {time.perf_counter() - started:.0f} s on {os.cpu_count()} cores"
+    )
 
 
 if __name__ == "__main__":

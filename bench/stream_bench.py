@@ -29,8 +29,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=4)
     parser.add_argument("--rewards", choices=["real", "proxy"], default="real")
     parser.add_argument("--no-compile", action="store_true")
-    parser.add_argument("--vae-conv", default="2d", choices=["2d", "3d"],
-                        help="the VAE's causal convs as 2D convs per time tap (default) or cuDNN 3D convs")
+    parser.add_argument(
+        "--vae-conv",
+        default="2d",
+        choices=["2d", "3d"],
+        help="the VAE's causal convs as 2D convs per time tap (default) or cuDNN 3D convs",
+    )
     parser.add_argument("--dir", type=Path, default=Path("/tmp/streamt1_bench"))
     parser.add_argument("--json")
     parser.add_argument("--smoke", action="store_true", help="tiny preset on the CPU: check the script, time nothing")
@@ -45,18 +49,26 @@ def main() -> None:
         rate, chunk_ms = fps(timed, args.warmup)
         # committed records: plain LongLive's decode time is known only once its frames are
         rows = [session.record(k)["seconds"] for k in range(args.warmup, session.head)]
-        results[mode] = {"fps": rate, "chunk_ms": chunk_ms,
-                         "median_ms": {p: statistics.median(r.get(p, 0.0) for r in rows) * 1e3 for p in PHASES},
-                         "peak_gib": peak_gib()}
+        results[mode] = {
+            "fps": rate,
+            "chunk_ms": chunk_ms,
+            "median_ms": {p: statistics.median(r.get(p, 0.0) for r in rows) * 1e3 for p in PHASES},
+            "peak_gib": peak_gib(),
+        }
         del loop
     print(f"{'':<12}" + "".join(f"{p:>14}" for p in PHASES) + f"{'chunk':>10}{'FPS':>8}")
     for mode, r in results.items():
-        print(f"{mode:<12}" + "".join(f"{r['median_ms'][p]:>12.1f}ms" for p in PHASES)
-              + f"{r['chunk_ms']:>8.1f}ms{r['fps']:>8.2f}")
+        print(
+            f"{mode:<12}"
+            + "".join(f"{r['median_ms'][p]:>12.1f}ms" for p in PHASES)
+            + f"{r['chunk_ms']:>8.1f}ms{r['fps']:>8.2f}"
+        )
     if len(results) == 2:
         print(f"Stream-T1 / plain chunk time: {results['scaled']['chunk_ms'] / results['plain']['chunk_ms']:.2f}x")
-    print(f"{device_name()}, rewards {args.rewards}, compile {not args.no_compile}, torch {torch.__version__}, "
-          f"peak {peak_gib():.1f} GiB")
+    print(
+        f"{device_name()}, rewards {args.rewards}, compile {not args.no_compile}, torch {torch.__version__}, "
+        f"peak {peak_gib():.1f} GiB"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps({"gpu": device_name(), **results}, indent=1))
 

@@ -43,18 +43,38 @@ class BeamState:
     def latents_at(self, start_frame: int) -> Tensor:
         return next(c.latents for c in self.window_latents if c.start_frame == start_frame)
 
-    def grown(self, cache: KVCache, decoder: DecoderState, noise: Tensor, seed: int, short: float, long: float,
-              latents: ChunkLatents, frames: Tensor | None, reward_chunks: int, candidate: int,
-              events: list[SinkEvent]) -> BeamState:
+    def grown(
+        self,
+        cache: KVCache,
+        decoder: DecoderState,
+        noise: Tensor,
+        seed: int,
+        short: float,
+        long: float,
+        latents: ChunkLatents,
+        frames: Tensor | None,
+        reward_chunks: int,
+        candidate: int,
+        events: list[SinkEvent],
+    ) -> BeamState:
         """This beam after one more chunk; bounded: only the window's latents and the reward
         window's frames are kept."""
         window = {s.start_frame for s in cache.window}
         kept = tuple(c for c in self.window_latents + (latents,) if c.start_frame in window)
         recent = () if frames is None or reward_chunks == 0 else (self.reward_frames + (frames,))[-reward_chunks:]
-        return BeamState(cache=cache, decoder=decoder, noise=noise, seed=seed, short_sum=self.short_sum + short,
-                         short_count=self.short_count + 1, last_long=long, window_latents=kept,
-                         reward_frames=recent, candidate=candidate,
-                         last_sink_event=events[-1] if events else self.last_sink_event)
+        return BeamState(
+            cache=cache,
+            decoder=decoder,
+            noise=noise,
+            seed=seed,
+            short_sum=self.short_sum + short,
+            short_count=self.short_count + 1,
+            last_long=long,
+            window_latents=kept,
+            reward_frames=recent,
+            candidate=candidate,
+            last_sink_event=events[-1] if events else self.last_sink_event,
+        )
 
     @property
     def earlier_short_mean(self) -> float | None:
@@ -67,8 +87,10 @@ class BeamState:
     def to(self, device: torch.device, dtype: torch.dtype) -> BeamState:
         """The KV cache on `device` in the model's `dtype`, the decoder cache on `device` (the rest
         lives on the CPU). A no-op for a state made there: a snapshot resumes bit for bit."""
-        cache = KVCache(tuple(_segment_to(s, device, dtype) for s in self.cache.sink),
-                        tuple(_segment_to(s, device, dtype) for s in self.cache.window))
+        cache = KVCache(
+            tuple(_segment_to(s, device, dtype) for s in self.cache.sink),
+            tuple(_segment_to(s, device, dtype) for s in self.cache.window),
+        )
         feats = tuple(None if f is None else f.to(device) for f in self.decoder.feats)
         return replace(self, cache=cache, decoder=replace(self.decoder, feats=feats))
 
@@ -79,8 +101,14 @@ class BeamState:
         segments = []
         for kind, group in (("sink", self.cache.sink), ("window", self.cache.window)):
             for i, seg in enumerate(group):
-                segments.append({"kind": kind, "start_frame": seg.start_frame, "num_frames": seg.num_frames,
-                                 "route": seg.route.value})
+                segments.append(
+                    {
+                        "kind": kind,
+                        "start_frame": seg.start_frame,
+                        "num_frames": seg.num_frames,
+                        "route": seg.route.value,
+                    }
+                )
                 tensors[f"{kind}.{i}.k"] = seg.keys
                 tensors[f"{kind}.{i}.v"] = seg.values
         cached = []
@@ -97,10 +125,14 @@ class BeamState:
             "decoder": {"cached": cached, "frames": self.decoder.frames, "batch_size": self.decoder.batch_size},
             "window_latents": [c.start_frame for c in self.window_latents],
             "reward_frames": len(self.reward_frames),
-            "seed": self.seed, "short_sum": self.short_sum, "short_count": self.short_count,
-            "last_long": self.last_long, "candidate": self.candidate,
-            "last_sink_event": None if self.last_sink_event is None else
-            {"start_frame": self.last_sink_event.start_frame, "route": self.last_sink_event.route},
+            "seed": self.seed,
+            "short_sum": self.short_sum,
+            "short_count": self.short_count,
+            "last_long": self.last_long,
+            "candidate": self.candidate,
+            "last_sink_event": None
+            if self.last_sink_event is None
+            else {"start_frame": self.last_sink_event.start_frame, "route": self.last_sink_event.route},
         }
         return meta, tensors
 
@@ -113,24 +145,32 @@ class BeamState:
             counts[kind] += 1
             keys, values = _per_layer(tensors[f"{kind}.{i}.k"]), _per_layer(tensors[f"{kind}.{i}.v"])
             (sink if kind == "sink" else window).append(
-                CacheSegment(seg["start_frame"], seg["num_frames"], keys, values, SinkRoute(seg["route"])))
+                CacheSegment(seg["start_frame"], seg["num_frames"], keys, values, SinkRoute(seg["route"]))
+            )
         dec = meta["decoder"]
         feats = tuple(tensors[f"decoder.{i}"] if cached else None for i, cached in enumerate(dec["cached"]))
         event = meta["last_sink_event"]
         return cls(
             cache=KVCache(tuple(sink), tuple(window)),
             decoder=DecoderState(feats, dec["frames"], dec["batch_size"]),
-            noise=tensors["noise"], seed=meta["seed"], short_sum=meta["short_sum"],
-            short_count=meta["short_count"], last_long=meta["last_long"],
+            noise=tensors["noise"],
+            seed=meta["seed"],
+            short_sum=meta["short_sum"],
+            short_count=meta["short_count"],
+            last_long=meta["last_long"],
             window_latents=tuple(ChunkLatents(s, tensors[f"latents.{s}"]) for s in meta["window_latents"]),
             reward_frames=tuple(tensors[f"frames.{i}"] for i in range(meta["reward_frames"])),
-            candidate=meta["candidate"], last_sink_event=None if event is None else SinkEvent(**event),
+            candidate=meta["candidate"],
+            last_sink_event=None if event is None else SinkEvent(**event),
         )
 
 
 def _segment_to(segment: CacheSegment, device: torch.device, dtype: torch.dtype) -> CacheSegment:
-    return replace(segment, keys=tuple(k.to(device, dtype) for k in segment.keys),
-                   values=tuple(v.to(device, dtype) for v in segment.values))
+    return replace(
+        segment,
+        keys=tuple(k.to(device, dtype) for k in segment.keys),
+        values=tuple(v.to(device, dtype) for v in segment.values),
+    )
 
 
 def _per_layer(value: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, ...]:

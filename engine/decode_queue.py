@@ -17,8 +17,13 @@ from engine.models.vae_stream import DecoderState, StreamingVaeDecoder
 class PendingFrames:
     """Decoded frames [B, 3, F, H, W] of a chunk, available once the decode has finished."""
 
-    def __init__(self, frames: Tensor, done: torch.cuda.Event | None = None,
-                 start: torch.cuda.Event | None = None, seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        frames: Tensor,
+        done: torch.cuda.Event | None = None,
+        start: torch.cuda.Event | None = None,
+        seconds: float | None = None,
+    ) -> None:
         self._frames, self._done, self._start, self._seconds = frames, done, start, seconds
 
     def on_device(self) -> Tensor:

@@ -78,8 +78,9 @@ class Ranks:
             self.traffic.bytes += table.numel() * table.element_size() * (self.size - 1)
         return table[0].float(), table[1].float()
 
-    def share(self, parts: tuple[dict[str, Any], list[Tensor]] | None, src: int,
-              devices: list[torch.device] | None = None) -> tuple[dict[str, Any], list[Tensor]]:
+    def share(
+        self, parts: tuple[dict[str, Any], list[Tensor]] | None, src: int, devices: list[torch.device] | None = None
+    ) -> tuple[dict[str, Any], list[Tensor]]:
         """Metadata and tensors from rank `src` to every rank; `parts` is None except on `src`.
         Received tensors land where the sender kept them (cpu, or this rank's compute device)."""
         if self.size == 1:
@@ -117,8 +118,10 @@ class Ranks:
         for rank, theirs in enumerate(every):
             differ = sorted(k for k in facts.keys() | theirs.keys() if facts.get(k) != theirs.get(k))
             if differ:
-                raise RankMismatch(f"rank {rank} differs from rank {self.rank} in {', '.join(differ)}: start every "
-                                   "rank with the same command, weights and streamt1 version")
+                raise RankMismatch(
+                    f"rank {rank} differs from rank {self.rank} in {', '.join(differ)}: start every "
+                    "rank with the same command, weights and streamt1 version"
+                )
 
     def barrier(self) -> None:
         if self.size > 1:

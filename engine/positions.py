@@ -37,8 +37,9 @@ class RotaryLayout:
     chunk: int
 
 
-def rotary_layout(mode: PositionMode, cache: KVCache, start_frame: int, chunk_frames: int,
-                  table_frames: int) -> RotaryLayout:
+def rotary_layout(
+    mode: PositionMode, cache: KVCache, start_frame: int, chunk_frames: int, table_frames: int
+) -> RotaryLayout:
     """The positions for generating (or re-caching) the chunk that starts at `start_frame`."""
     fits = start_frame + chunk_frames <= table_frames
     if mode is PositionMode.ABSOLUTE or (mode is PositionMode.AUTO and fits):
@@ -46,13 +47,16 @@ def rotary_layout(mode: PositionMode, cache: KVCache, start_frame: int, chunk_fr
             raise StreamT1Error(
                 f"latent frame {start_frame + chunk_frames - 1} is past the rotary table ({table_frames} frames) "
                 "with --positions absolute: branch the session at its head with `--positions auto` to go on "
-                "(exact for every chunk made so far)")
+                "(exact for every chunk made so far)"
+            )
         return RotaryLayout(tuple(s.start_frame for s in cache.segments), start_frame)
     starts, position = [], 0
     for segment in cache.segments:
         starts.append(position)
         position += segment.num_frames
     if position + chunk_frames > table_frames:
-        raise StreamT1Error(f"sink + window + chunk ({position + chunk_frames} latent frames) do not fit the rotary "
-                            f"table ({table_frames} frames): use a smaller --max-sink")
+        raise StreamT1Error(
+            f"sink + window + chunk ({position + chunk_frames} latent frames) do not fit the rotary "
+            f"table ({table_frames} frames): use a smaller --max-sink"
+        )
     return RotaryLayout(tuple(starts), position)

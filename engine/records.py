@@ -58,9 +58,21 @@ class ChunkRecord:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ChunkRecord:
-        beams = [BeamSummary(b["candidate"], b["sink_frames"],
-                             None if b["last_sink_event"] is None else SinkEvent(**b["last_sink_event"]))
-                 for b in raw["beams"]]
-        return cls(chunk=raw["chunk"], start_frame=raw["start_frame"], alpha=raw["alpha"], prompt=raw["prompt"],
-                   candidates=[CandidateRecord(**c) for c in raw["candidates"]], beams=beams,
-                   seconds=dict(raw.get("seconds", {})), received_bytes=raw.get("received_bytes", 0))
+        beams = [
+            BeamSummary(
+                b["candidate"],
+                b["sink_frames"],
+                None if b["last_sink_event"] is None else SinkEvent(**b["last_sink_event"]),
+            )
+            for b in raw["beams"]
+        ]
+        return cls(
+            chunk=raw["chunk"],
+            start_frame=raw["start_frame"],
+            alpha=raw["alpha"],
+            prompt=raw["prompt"],
+            candidates=[CandidateRecord(**c) for c in raw["candidates"]],
+            beams=beams,
+            seconds=dict(raw.get("seconds", {})),
+            received_bytes=raw.get("received_bytes", 0),
+        )

@@ -35,8 +35,10 @@ from engine.scaling.pruning import fuse, fusion_alpha, select_top_k, short_term
 from engine.scaling.sinking import route_evicted, sink_flag
 from engine.timing import PhaseTimer
 
-PLAIN_ON_ONE = ("plain LongLive makes one candidate a chunk, so one GPU runs it: start it without torchrun, or give "
-                "many prompts to `streamt1 batch`")
+PLAIN_ON_ONE = (
+    "plain LongLive makes one candidate a chunk, so one GPU runs it: start it without torchrun, or give "
+    "many prompts to `streamt1 batch`"
+)
 
 
 class PromptContexts:
@@ -49,7 +51,9 @@ class PromptContexts:
     def add_states(self, prompt: str, text_states: Tensor) -> None:
         """Register precomputed encoder states [1, text_len, text_dim] for `prompt` (benchmarks run
         without the 5.7 B-parameter UMT5)."""
-        self._cache[prompt] = self.models.transformer.text_context(text_states.to(self.models.device, self.models.dtype))
+        self._cache[prompt] = self.models.transformer.text_context(
+            text_states.to(self.models.device, self.models.dtype)
+        )
 
     def get(self, prompt: str) -> TextContext:
         if prompt not in self._cache:
@@ -84,8 +88,10 @@ class LoopState:
 
     def held_bytes(self) -> int:
         """Bytes each beam holds, summed over beams (beams may share tensors: memory is at most this)."""
-        return sum(sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in beam.tensors()}.values())
-                   for beam in self.beams)
+        return sum(
+            sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in beam.tensors()}.values())
+            for beam in self.beams
+        )
 
 
 @dataclass(frozen=True)
@@ -109,15 +115,24 @@ class _Survivor:
 
     def to_parts(self) -> tuple[dict, list[Tensor]]:
         feats = [f for f in self.decoder.feats if f is not None]
-        meta = {"start_frame": self.segment.start_frame, "num_frames": self.segment.num_frames,
-                "layers": self.segment.num_layers, "cached": [f is not None for f in self.decoder.feats],
-                "decoded": self.decoder.frames, "batch_size": self.decoder.batch_size}
+        meta = {
+            "start_frame": self.segment.start_frame,
+            "num_frames": self.segment.num_frames,
+            "layers": self.segment.num_layers,
+            "cached": [f is not None for f in self.decoder.feats],
+            "decoded": self.decoder.frames,
+            "batch_size": self.decoder.batch_size,
+        }
         return meta, [self.latents, self.frames, *self.segment.keys, *self.segment.values, *feats]
 
     @classmethod
     def from_parts(cls, meta: dict, tensors: list[Tensor]) -> _Survivor:
         layers = meta["layers"]
-        keys, values, rest = tensors[2 : 2 + layers], tensors[2 + layers : 2 + 2 * layers], iter(tensors[2 + 2 * layers :])
+        keys, values, rest = (
+            tensors[2 : 2 + layers],
+            tensors[2 + layers : 2 + 2 * layers],
+            iter(tensors[2 + 2 * layers :]),
+        )
         feats = tuple(next(rest) if cached else None for cached in meta["cached"])
         segment = CacheSegment(meta["start_frame"], meta["num_frames"], tuple(keys), tuple(values))
         return cls(tensors[0], segment, DecoderState(feats, meta["decoded"], meta["batch_size"]), tensors[1])
@@ -132,9 +147,17 @@ class ChunkLoop:
     replays a stored chunk, `state`/`load` move the whole state in and out (snapshots).
     """
 
-    def __init__(self, models: Models, config: StreamConfig, scaling: ScalingConfig | None,
-                 scorers: tuple[FrameScorer, ClipScorer] | None, seed: int, prompts: dict[int, str],
-                 positions: PositionMode = PositionMode.AUTO, ranks: Ranks | None = None) -> None:
+    def __init__(
+        self,
+        models: Models,
+        config: StreamConfig,
+        scaling: ScalingConfig | None,
+        scorers: tuple[FrameScorer, ClipScorer] | None,
+        seed: int,
+        prompts: dict[int, str],
+        positions: PositionMode = PositionMode.AUTO,
+        ranks: Ranks | None = None,
+    ) -> None:
         if (scaling is None) != (scorers is None):
             raise ValueError("scaling and scorers go together")
         if 0 not in prompts:
@@ -178,8 +201,9 @@ class ChunkLoop:
 
     # --- positions and attention prefixes ------------------------------------------------------------
     def _layout(self, cache: KVCache, start_frame: int) -> RotaryLayout:
-        return rotary_layout(self.positions, cache, start_frame, self.config.chunk_frames,
-                             self.models.transformer.table_frames)
+        return rotary_layout(
+            self.positions, cache, start_frame, self.config.chunk_frames, self.models.transformer.table_frames
+        )
 
     def _prefix(self, cache: KVCache, layout: RotaryLayout) -> AttentionPrefix | None:
         model, preset = self.models.transformer, self.models.preset
@@ -193,8 +217,11 @@ class ChunkLoop:
         elif not self.beams:
             specs = [(None, i, first_chunk_seed(self.seed, i)) for i in range(sc.candidates)]
         else:
-            specs = [(b, c, child_seed(self.seed, self.chunk, b, c, beam.seed))
-                     for b, beam in enumerate(self.beams) for c in range(sc.beam_size)]
+            specs = [
+                (b, c, child_seed(self.seed, self.chunk, b, c, beam.seed))
+                for b, beam in enumerate(self.beams)
+                for c in range(sc.beam_size)
+            ]
         out = []
         for parent, child, seed in specs:
             gen = torch.Generator().manual_seed(seed)
@@ -215,15 +242,19 @@ class ChunkLoop:
                 groups.setdefault((cand.parent, i // size if cand.parent is None else 0), []).append(i)
         return groups
 
-    def _cache_segment(self, latents: Tensor, prefix: AttentionPrefix | None, layout: RotaryLayout,
-                       text: TextContext) -> CacheSegment:
+    def _cache_segment(
+        self, latents: Tensor, prefix: AttentionPrefix | None, layout: RotaryLayout, text: TextContext
+    ) -> CacheSegment:
         """A survivor's clean t=0 forward: the K/V its chunk leaves in the cache."""
         zero_t = torch.zeros(1, device=self.models.device)
         start = self.config.start_frame(self.chunk)
-        return self.models.transformer.forward_chunk(latents, zero_t, start, text, prefix, capture_kv=True,
-                                                     position=layout.chunk)[1]
+        return self.models.transformer.forward_chunk(
+            latents, zero_t, start, text, prefix, capture_kv=True, position=layout.chunk
+        )[1]
 
-    def _push(self, parent: BeamState | None, segment: CacheSegment, flag: SinkRoute) -> tuple[KVCache, list[SinkEvent]]:
+    def _push(
+        self, parent: BeamState | None, segment: CacheSegment, flag: SinkRoute
+    ) -> tuple[KVCache, list[SinkEvent]]:
         """The segment pushed into its parent's cache, and the routing of what that evicts."""
         cache, evicted = (parent.cache if parent else KVCache()).push(replace(segment, route=flag), self.config)
         events: list[tuple[int, SinkRoute]] = []
@@ -231,22 +262,56 @@ class ChunkLoop:
             cache, events = route_evicted(cache, evicted, self.scaling.max_sink_frames, self.scaling.ema_alpha)
         return cache, [SinkEvent(f, r.value) for f, r in events]
 
-    def _grow(self, parent: BeamState | None, cache: KVCache, events: list[SinkEvent], candidate: int, seed: int,
-              noise: Tensor, cpu_latents: Tensor, frames: Tensor | None, decoder_state: DecoderState, short: float,
-              long: float) -> BeamState:
+    def _grow(
+        self,
+        parent: BeamState | None,
+        cache: KVCache,
+        events: list[SinkEvent],
+        candidate: int,
+        seed: int,
+        noise: Tensor,
+        cpu_latents: Tensor,
+        frames: Tensor | None,
+        decoder_state: DecoderState,
+        short: float,
+        long: float,
+    ) -> BeamState:
         """The survivor as a beam: `cpu_latents` [C, F, h, w] float32 CPU, `frames` uint8 or None."""
-        base = parent or BeamState(cache=KVCache(), decoder=decoder_state, noise=noise, seed=seed, short_sum=0.0,
-                                   short_count=0, last_long=None, window_latents=(), reward_frames=(),
-                                   candidate=candidate)
-        return base.grown(cache, decoder_state, noise, seed, short, long,
-                          ChunkLatents(self.config.start_frame(self.chunk), cpu_latents), frames, self.reward_chunks,
-                          candidate, events)
+        base = parent or BeamState(
+            cache=KVCache(),
+            decoder=decoder_state,
+            noise=noise,
+            seed=seed,
+            short_sum=0.0,
+            short_count=0,
+            last_long=None,
+            window_latents=(),
+            reward_frames=(),
+            candidate=candidate,
+        )
+        return base.grown(
+            cache,
+            decoder_state,
+            noise,
+            seed,
+            short,
+            long,
+            ChunkLatents(self.config.start_frame(self.chunk), cpu_latents),
+            frames,
+            self.reward_chunks,
+            candidate,
+            events,
+        )
 
     def _switch_prompt_if_due(self) -> None:
         """At a prompt switch, re-cache every beam's window under the new prompt (LongLive's KV
         re-cache): the window chunks' clean latents re-run at t=0, block-causally, after the sink,
         which keeps its K/V (LongLive's global sink)."""
-        if self.chunk == 0 or self.chunk not in self.schedule or self.prompt_at(self.chunk - 1) == self.schedule[self.chunk]:
+        if (
+            self.chunk == 0
+            or self.chunk not in self.schedule
+            or self.prompt_at(self.chunk - 1) == self.schedule[self.chunk]
+        ):
             return
         text = self.prompts.get(self.schedule[self.chunk])
         self.beams = [replace(beam, cache=self.recache_window(beam, text)) for beam in self.beams]
@@ -259,9 +324,15 @@ class ChunkLoop:
         for segment in beam.cache.window:
             latents = beam.latents_at(segment.start_frame)[None].to(self.models.device)
             layout = self._layout(cache, segment.start_frame)
-            _, fresh = self.models.transformer.forward_chunk(latents, zero_t, segment.start_frame, text,
-                                                             self._prefix(cache, layout), capture_kv=True,
-                                                             position=layout.chunk)
+            _, fresh = self.models.transformer.forward_chunk(
+                latents,
+                zero_t,
+                segment.start_frame,
+                text,
+                self._prefix(cache, layout),
+                capture_kv=True,
+                position=layout.chunk,
+            )
             cache = replace(cache, window=cache.window + (replace(fresh, route=segment.route),))
         return cache
 
@@ -301,8 +372,9 @@ class ChunkLoop:
         self.chunk += 1
         return output
 
-    def _commit_plain(self, cand: _Candidate, latents: Tensor, contexts, text: TextContext, prompt: str,
-                      start: int) -> ChunkOutput:
+    def _commit_plain(
+        self, cand: _Candidate, latents: Tensor, contexts, text: TextContext, prompt: str, start: int
+    ) -> ChunkOutput:
         """Plain LongLive: cache write, then a decode that nothing here waits for."""
         parent = self.beams[0] if self.beams else None
         with self.timer.phase("cache_write"):
@@ -313,13 +385,27 @@ class ChunkLoop:
         cpu_latents = latents.float().cpu()
         beam = self._grow(parent, cache, events, 0, cand.seed, cand.noise, cpu_latents[0], None, state, 0.0, 0.0)
         self.beams = [beam]
-        record = ChunkRecord(self.chunk, start, 0.0, prompt,
-                             [CandidateRecord(0, cand.parent, 0, cand.seed, 0.0, 0.0, 0.0, True, SinkRoute.DISCARD.value)],
-                             self._beam_summaries(), self.timer.take())
+        record = ChunkRecord(
+            self.chunk,
+            start,
+            0.0,
+            prompt,
+            [CandidateRecord(0, cand.parent, 0, cand.seed, 0.0, 0.0, 0.0, True, SinkRoute.DISCARD.value)],
+            self._beam_summaries(),
+            self.timer.take(),
+        )
         return ChunkOutput(record, cpu_latents, cand.noise[None], pending)
 
-    def _commit_scaled(self, candidates: list[_Candidate], latents: dict[int, Tensor], contexts, groups,
-                       text: TextContext, prompt: str, start: int) -> ChunkOutput:
+    def _commit_scaled(
+        self,
+        candidates: list[_Candidate],
+        latents: dict[int, Tensor],
+        contexts,
+        groups,
+        text: TextContext,
+        prompt: str,
+        start: int,
+    ) -> ChunkOutput:
         """Stream-T1: decode and score this rank's candidates, gather every score, keep the global
         top-k; each survivor's owner writes its cache and shares it, so every rank grows every beam."""
         cfg, sc, timer, device, ranks = self.config, self.scaling, self.timer, self.models.device, self.ranks
@@ -329,7 +415,8 @@ class ChunkLoop:
             for i in latents:
                 parent = candidates[i].parent
                 pending, state = self.decodes.decode(
-                    latents[i], None if parent is None else self.beams[parent].decoder, overlap=False)
+                    latents[i], None if parent is None else self.beams[parent].decoder, overlap=False
+                )
                 decoded[i] = (pending.on_device()[0], state)
         scores: dict[int, tuple[float, float]] = {}
         for (parent, _), idx in groups.items():
@@ -353,9 +440,18 @@ class ChunkLoop:
         for i in kept:
             cand = candidates[i]
             parent = None if cand.parent is None else self.beams[cand.parent]
-            flags[i] = SinkRoute.DISCARD if parent is None else sink_flag(
-                float(shorts[i]), parent.earlier_short_mean, float(longs[i]), parent.last_long,
-                sc.short_threshold, sc.long_threshold)
+            flags[i] = (
+                SinkRoute.DISCARD
+                if parent is None
+                else sink_flag(
+                    float(shorts[i]),
+                    parent.earlier_short_mean,
+                    float(longs[i]),
+                    parent.last_long,
+                    sc.short_threshold,
+                    sc.long_threshold,
+                )
+            )
             owner = ranks.owner(i, n)
             mine = None
             if owner == ranks.rank:
@@ -365,25 +461,55 @@ class ChunkLoop:
             with timer.phase("exchange"):
                 survivor = _Survivor.from_parts(*ranks.share(None if mine is None else mine.to_parts(), owner))
             cache, events = self._push(parent, survivor.segment, flags[i])
-            new_beams.append(self._grow(parent, cache, events, i, cand.seed, cand.noise, survivor.latents,
-                                        survivor.frames, survivor.decoder, float(shorts[i]), float(longs[i])))
+            new_beams.append(
+                self._grow(
+                    parent,
+                    cache,
+                    events,
+                    i,
+                    cand.seed,
+                    cand.noise,
+                    survivor.latents,
+                    survivor.frames,
+                    survivor.decoder,
+                    float(shorts[i]),
+                    float(longs[i]),
+                )
+            )
             kept_latents.append(survivor.latents)
             kept_frames.append(survivor.frames)
         self.beams = new_beams
         moved, _ = ranks.traffic.take()
         record = ChunkRecord(
-            chunk=self.chunk, start_frame=start, alpha=alpha, prompt=prompt,
+            chunk=self.chunk,
+            start_frame=start,
+            alpha=alpha,
+            prompt=prompt,
             candidates=[
-                CandidateRecord(i, c.parent, c.child, c.seed, float(shorts[i]), float(longs[i]), float(fused[i]),
-                                i in flags, flags[i].value if i in flags else None, ranks.owner(i, n))
+                CandidateRecord(
+                    i,
+                    c.parent,
+                    c.child,
+                    c.seed,
+                    float(shorts[i]),
+                    float(longs[i]),
+                    float(fused[i]),
+                    i in flags,
+                    flags[i].value if i in flags else None,
+                    ranks.owner(i, n),
+                )
                 for i, c in enumerate(candidates)
             ],
             beams=self._beam_summaries(),
             seconds=timer.take(),
             received_bytes=moved,
         )
-        return ChunkOutput(record, torch.stack(kept_latents), torch.stack([candidates[i].noise for i in kept]),
-                           PendingFrames(torch.stack(kept_frames)))
+        return ChunkOutput(
+            record,
+            torch.stack(kept_latents),
+            torch.stack([candidates[i].noise for i in kept]),
+            PendingFrames(torch.stack(kept_frames)),
+        )
 
     def _beam_summaries(self) -> list[BeamSummary]:
         return [BeamSummary(b.candidate, b.cache.sink_frames, b.last_sink_event) for b in self.beams]
@@ -419,10 +545,24 @@ class ChunkLoop:
             lat = latents[b : b + 1].to(self.models.device)
             segment = self._cache_segment(lat, *contexts[cand.parent], text)
             cache, events = self._push(parent, segment, SinkRoute(cand.flag))
-            pending, state = self.decodes.decode(lat, None if parent is None else parent.decoder,
-                                                 overlap=self.scaling is None)
+            pending, state = self.decodes.decode(
+                lat, None if parent is None else parent.decoder, overlap=self.scaling is None
+            )
             frames = None if self.scaling is None else to_uint8(pending.on_device()[0])
-            new_beams.append(self._grow(parent, cache, events, summary.candidate, cand.seed, noise[b],
-                                        latents[b].float(), frames, state, cand.short, cand.long))
+            new_beams.append(
+                self._grow(
+                    parent,
+                    cache,
+                    events,
+                    summary.candidate,
+                    cand.seed,
+                    noise[b],
+                    latents[b].float(),
+                    frames,
+                    state,
+                    cand.short,
+                    cand.long,
+                )
+            )
         self.beams = new_beams
         self.chunk += 1

@@ -118,9 +118,7 @@ def read_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
 # Strict loading into an empty module
 
 
-def load_strict(
-    build: Callable[[], M], state: dict[str, torch.Tensor], dtype: torch.dtype, path: Path, what: str
-) -> M:
+def load_strict(build: Callable[[], M], state: dict[str, torch.Tensor], dtype: torch.dtype, path: Path, what: str) -> M:
     """`build()` with its parameters on the meta device, `state` checked against it (keys and
     shapes) and assigned: floating tensors in `dtype`, others as stored. Returns the module in
     eval mode without grads.
@@ -149,7 +147,8 @@ def load_strict(
         )
     # Fresh, owned tensors: file-backed (mmap) tensors are only 8-byte aligned, which sends CPU
     # kernels down other paths (different rounding) and keeps the file's pages pinned to the model.
-    state = {k: torch.empty(v.shape, dtype=dtype if v.is_floating_point() else v.dtype).copy_(v)
-             for k, v in state.items()}
+    state = {
+        k: torch.empty(v.shape, dtype=dtype if v.is_floating_point() else v.dtype).copy_(v) for k, v in state.items()
+    }
     model.load_state_dict(state, strict=True, assign=True)
     return model.eval().requires_grad_(False)

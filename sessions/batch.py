@@ -53,7 +53,9 @@ def read_batch(path: Path, seconds: float, seed: int, config: StreamConfig) -> l
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise StreamT1Error(f"cannot read the prompt list {path} ({type(exc).__name__}): give a text, JSONL or TOML file") from exc
+        raise StreamT1Error(
+            f"cannot read the prompt list {path} ({type(exc).__name__}): give a text, JSONL or TOML file"
+        ) from exc
     if path.suffix == ".jsonl":
         entries = []
         for n, line in enumerate(text.splitlines(), 1):
@@ -71,7 +73,9 @@ def read_batch(path: Path, seconds: float, seed: int, config: StreamConfig) -> l
         if set(raw) - {"video"} or not isinstance(entries, list):
             raise StreamT1Error(f"{path}: put each video in a [[video]] table")
     else:
-        entries = [{"prompt": line.strip()} for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        entries = [
+            {"prompt": line.strip()} for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+        ]
     if not entries:
         raise StreamT1Error(f"the prompt list {path} is empty: give one prompt a line")
     return [_item(i, entry, f"{path}, entry {i + 1}", seconds, seed, config) for i, entry in enumerate(entries)]
@@ -98,8 +102,14 @@ def _item(index: int, entry: object, where: str, seconds: float, seed: int, conf
         raise StreamT1Error(f"{where}: seed must be a whole number from 0 to 2^62 - 1")
     schedule = {0: prompt}
     for switch in entry.get("schedule", []):
-        if not isinstance(switch, dict) or set(switch) != {"at_chunk", "prompt"} or not isinstance(switch["at_chunk"], int) \
-                or switch["at_chunk"] <= max(schedule) or not isinstance(switch["prompt"], str) or not switch["prompt"].strip():
+        if (
+            not isinstance(switch, dict)
+            or set(switch) != {"at_chunk", "prompt"}
+            or not isinstance(switch["at_chunk"], int)
+            or switch["at_chunk"] <= max(schedule)
+            or not isinstance(switch["prompt"], str)
+            or not switch["prompt"].strip()
+        ):
             raise StreamT1Error(f"{where}: a schedule is a list of {{at_chunk, prompt}} after chunk 0, in order")
         schedule[switch["at_chunk"]] = switch["prompt"]
     return BatchItem(index, schedule, chunks, item_seed)
@@ -148,9 +158,17 @@ def _maker(path: Path, spec: SessionSpec | None) -> Callable[[], Session]:
     return lambda: Session.open(path) if spec is None else Session.create(path, spec)
 
 
-def run_batch(items: list[BatchItem], root: Path, group: Ranks, group_index: int, groups: int, world_rank: int,
-              spec_of: Callable[[BatchItem], SessionSpec], open_loop_for: Callable[[Session], ChunkLoop],
-              say: Callable[[str], None]) -> None:
+def run_batch(
+    items: list[BatchItem],
+    root: Path,
+    group: Ranks,
+    group_index: int,
+    groups: int,
+    world_rank: int,
+    spec_of: Callable[[BatchItem], SessionSpec],
+    open_loop_for: Callable[[Session], ChunkLoop],
+    say: Callable[[str], None],
+) -> None:
     """Run this group's items one after another: make the sessions that do not exist, continue
     those that stopped early, skip the finished. The group's leader writes; its other ranks follow."""
     root.mkdir(parents=True, exist_ok=True)

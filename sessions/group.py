@@ -34,8 +34,12 @@ def code_digest() -> str:
 def weights_digest(modules: list[torch.nn.Module]) -> str:
     """Digest of the weights' float64 sums, one per tensor: cheap, and any different checkpoint,
     dtype or load shows (a checksum of every byte would cost seconds at real size)."""
-    sums = [p.detach().double().sum().item() for m in modules for p in m.state_dict().values()
-            if torch.is_tensor(p) and p.is_floating_point()]
+    sums = [
+        p.detach().double().sum().item()
+        for m in modules
+        for p in m.state_dict().values()
+        if torch.is_tensor(p) and p.is_floating_point()
+    ]
     return hashlib.blake2b(json.dumps(sums).encode(), digest_size=8).hexdigest()
 
 

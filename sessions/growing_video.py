@@ -23,8 +23,14 @@ from sessions.video import frames_hwc
 
 LIVE_FILE, VIDEO_FILE = "video.live.mp4", "video.mp4"
 WAIT_FOR_PREFIX = 100  # settled chunks re-encoded before a run starts; longer prefixes go in the background
-_FFMPEG_PARAMS = ["-movflags", "+frag_every_frame+empty_moov+default_base_moof", "-tune", "zerolatency",
-                  "-flush_packets", "1"]
+_FFMPEG_PARAMS = [
+    "-movflags",
+    "+frag_every_frame+empty_moov+default_base_moof",
+    "-tune",
+    "zerolatency",
+    "-flush_packets",
+    "1",
+]
 
 
 class SettledChunks:
@@ -79,8 +85,9 @@ class GrowingVideo:
         self.session = session
         self.path = session.path / LIVE_FILE
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-video")
-        self._writer = imageio.get_writer(self.path, fps=fps, codec="libx264", quality=8, macro_block_size=8,
-                                          ffmpeg_params=_FFMPEG_PARAMS)
+        self._writer = imageio.get_writer(
+            self.path, fps=fps, codec="libx264", quality=8, macro_block_size=8, ffmpeg_params=_FFMPEG_PARAMS
+        )
         self._prefix: Future | None = None
         self._last: Future | None = None
         self.frames = 0
@@ -90,7 +97,8 @@ class GrowingVideo:
         long session's prefix is re-encoded in the background while new chunks are made."""
         head = self.session.head
         self._prefix = self._last = self._pool.submit(
-            lambda: self._write(list(enumerate(lineage(self.session, 0, head)))[:chunks], {}))
+            lambda: self._write(list(enumerate(lineage(self.session, 0, head)))[:chunks], {})
+        )
 
     def wait_for_prefix(self) -> None:
         if self._prefix is not None:

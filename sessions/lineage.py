@@ -17,8 +17,10 @@ def save_final_pick(session: Session, beam: int) -> None:
     try:
         atomic_write(session.path / FINAL_FILE, json.dumps({"head": session.head, "beam": beam}))
     except OSError as exc:
-        raise SessionError(f"writing {session.path / FINAL_FILE} failed ({reason(exc)}): all {session.head} chunks "
-                           "are committed; fix that and `streamt1 continue` it") from exc
+        raise SessionError(
+            f"writing {session.path / FINAL_FILE} failed ({reason(exc)}): all {session.head} chunks "
+            "are committed; fix that and `streamt1 continue` it"
+        ) from exc
 
 
 def final_beam(session: Session) -> int:
@@ -31,8 +33,10 @@ def final_beam(session: Session) -> int:
         return 0
     except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
         raise _bad_pick(path, type(exc).__name__) from exc
-    if not (isinstance(pick, dict) and all(isinstance(pick.get(k), int) and not isinstance(pick[k], bool)
-                                           for k in ("head", "beam"))):
+    if not (
+        isinstance(pick, dict)
+        and all(isinstance(pick.get(k), int) and not isinstance(pick[k], bool) for k in ("head", "beam"))
+    ):
         raise _bad_pick(path, "not a {head, beam} pair of whole numbers")
     if pick["head"] != session.head or session.head == 0:
         return 0
@@ -43,16 +47,16 @@ def final_beam(session: Session) -> int:
 
 
 def _bad_pick(path: Path, why: str) -> SessionError:
-    return SessionError(f"{path} is not a final pick written by streamt1 ({why}): delete it to use the "
-                        "best-fused beam")
+    return SessionError(f"{path} is not a final pick written by streamt1 ({why}): delete it to use the best-fused beam")
 
 
 def lineage(session: Session, beam: int, upto: int) -> list[int]:
     """Beam index at every chunk < upto of the lineage ending in `beam` at chunk upto - 1."""
     last = session.record(upto - 1)
     if not 0 <= beam < len(last["beams"]):
-        raise SessionError(f"--beam {beam} is out of range: chunk {upto - 1} of {session.path} has beams "
-                           f"0..{len(last['beams']) - 1}")
+        raise SessionError(
+            f"--beam {beam} is out of range: chunk {upto - 1} of {session.path} has beams 0..{len(last['beams']) - 1}"
+        )
     indices = [beam]
     for k in range(upto - 1, 0, -1):
         record = last if k == upto - 1 else session.record(k)

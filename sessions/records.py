@@ -24,8 +24,10 @@ class ChunkLog:
             atomic_write(path, text)
             self._file = path.open("a", encoding="utf-8")
         except OSError as exc:
-            raise SessionError(f"cannot write {path} ({reason(exc)}): free some disk space or move what is in "
-                               "the way, then run the command again") from exc
+            raise SessionError(
+                f"cannot write {path} ({reason(exc)}): free some disk space or move what is in "
+                "the way, then run the command again"
+            ) from exc
 
     def write(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(record, sort_keys=True) + "\n")

@@ -53,8 +53,15 @@ class SessionRun:
         self.session, self.loop = session, loop
 
     @classmethod
-    def load(cls, session: Session, model_dir: Path | None, device: torch.device, dtype: torch.dtype,
-             compile_blocks: bool = True, ranks: Ranks | None = None) -> SessionRun:
+    def load(
+        cls,
+        session: Session,
+        model_dir: Path | None,
+        device: torch.device,
+        dtype: torch.dtype,
+        compile_blocks: bool = True,
+        ranks: Ranks | None = None,
+    ) -> SessionRun:
         """Check the video writer (before minutes of loading and generating), load the preset's
         networks and the session's scorers, tune them for CUDA, open the loop."""
         from engine.models.factory import load_models, tune_for_cuda
@@ -63,8 +70,11 @@ class SessionRun:
         check_video_writer()
         spec = session.spec
         models = load_models(PRESETS[spec.preset], model_dir, device, dtype)
-        scorers = None if spec.rewards is None else build_scorers(spec.rewards.short, spec.rewards.long, model_dir=model_dir, device=device,
-                                                                   dtype=dtype)
+        scorers = (
+            None
+            if spec.rewards is None
+            else build_scorers(spec.rewards.short, spec.rewards.long, model_dir=model_dir, device=device, dtype=dtype)
+        )
         if device.type == "cuda":
             tune_for_cuda(models, compile_blocks=compile_blocks)
         return cls(session, open_loop(spec, models, scorers, ranks))
@@ -86,22 +96,38 @@ class SessionRun:
         here, made = compute_of(models.device, models.dtype), session.spec.compute
         if not session.head or made in (None, here):
             return None
-        return (f"note: {session.path} was made on {made}; continuing on {here}, so the new chunks are not bitwise "
-                "those of an unbroken run there")
+        return (
+            f"note: {session.path} was made on {made}; continuing on {here}, so the new chunks are not bitwise "
+            "those of an unbroken run there"
+        )
 
-    def run(self, num_chunks: int, on_record: Callable[[ChunkRecord], None], new_prompt: str | None = None,
-            resuming: Callable[[], object] = nullcontext, on_note: Callable[[str], None] = print,
-            on_resumed: Callable[[], None] = lambda: None, report: bool = True) -> RunSummary:
+    def run(
+        self,
+        num_chunks: int,
+        on_record: Callable[[ChunkRecord], None],
+        new_prompt: str | None = None,
+        resuming: Callable[[], object] = nullcontext,
+        on_note: Callable[[str], None] = print,
+        on_resumed: Callable[[], None] = lambda: None,
+        report: bool = True,
+    ) -> RunSummary:
         """`run` below under the caller's session lock, after the compute note (if any) to `on_note`."""
         if note := self.compute_note():
             on_note(note)
         return run(self.session, self.loop, num_chunks, on_record, new_prompt, resuming, on_note, on_resumed, report)
 
 
-def run(session: Session, loop: ChunkLoop, num_chunks: int, on_record: Callable[[ChunkRecord], None],
-        new_prompt: str | None = None, resuming: Callable[[], object] = nullcontext,
-        on_note: Callable[[str], None] = print, on_resumed: Callable[[], None] = lambda: None,
-        report: bool = True) -> RunSummary:
+def run(
+    session: Session,
+    loop: ChunkLoop,
+    num_chunks: int,
+    on_record: Callable[[ChunkRecord], None],
+    new_prompt: str | None = None,
+    resuming: Callable[[], object] = nullcontext,
+    on_note: Callable[[str], None] = print,
+    on_resumed: Callable[[], None] = lambda: None,
+    report: bool = True,
+) -> RunSummary:
     """Run under the caller's session lock. `new_prompt` takes over from the first new chunk (a
     switch belongs to the session once that chunk is committed); `resuming()` is a context shown
     while the loop catches up (a spinner); `on_note` gets one line per damaged snapshot skipped;
@@ -144,10 +170,12 @@ def run(session: Session, loop: ChunkLoop, num_chunks: int, on_record: Callable[
     beam = final_pick(session, loop.long_scorer, loop.models.device)
     save_final_pick(session, beam)
     try:
-        frames = video.finish(list(enumerate(lineage(session, beam, session.head)))[settled.settled:])
+        frames = video.finish(list(enumerate(lineage(session, beam, session.head)))[settled.settled :])
     except (OSError, RuntimeError) as exc:  # imageio-ffmpeg: a broken pipe (disk full), or ffmpeg's failure
-        raise VideoError(f"writing {session.path / VIDEO_FILE} failed ({exc}). All {session.head} chunks are "
-                         f"committed: `streamt1 export {session.path} OUT.mp4` writes the video") from exc
+        raise VideoError(
+            f"writing {session.path / VIDEO_FILE} failed ({exc}). All {session.head} chunks are "
+            f"committed: `streamt1 export {session.path} OUT.mp4` writes the video"
+        ) from exc
     for line in failed:
         on_note(f"note: {line}")
     if writer is not None:
@@ -155,5 +183,6 @@ def run(session: Session, loop: ChunkLoop, num_chunks: int, on_record: Callable[
             writer.close()
         except OSError as exc:  # the report is a view: a failure to write it loses nothing
             on_note(f"note: the report was not written ({reason(exc)}); `streamt1 report {session.path}` writes it")
-    return RunSummary(resumed, snapshots, beam, frames, session.head, session.path / VIDEO_FILE,
-                      session.path / LOG_FILE)
+    return RunSummary(
+        resumed, snapshots, beam, frames, session.head, session.path / VIDEO_FILE, session.path / LOG_FILE
+    )

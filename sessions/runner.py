@@ -35,11 +35,20 @@ if TYPE_CHECKING:  # `show` and `export` read sessions through this module: no m
 FINAL_PICK_FRAMES = 480  # the final pick scores at most this many frames (30 s at 16 fps) of each beam
 
 
-def spec_for(preset: str, seed: int, config: StreamConfig, scaling: ScalingConfig | None,
-             rewards: tuple[str, str] | None, schedule: dict[int, str],
-             positions: PositionMode = PositionMode.AUTO) -> SessionSpec:
+def spec_for(
+    preset: str,
+    seed: int,
+    config: StreamConfig,
+    scaling: ScalingConfig | None,
+    rewards: tuple[str, str] | None,
+    schedule: dict[int, str],
+    positions: PositionMode = PositionMode.AUTO,
+) -> SessionSpec:
     return SessionSpec(
-        preset=preset, seed=seed, stream=config, scaling=scaling,
+        preset=preset,
+        seed=seed,
+        stream=config,
+        scaling=scaling,
         rewards=None if rewards is None else RewardNames(*rewards),
         prompts=tuple(PromptSwitch(k, p) for k, p in sorted(schedule.items())),
         positions=positions,
@@ -51,8 +60,9 @@ def compute_of(device: torch.device, dtype: torch.dtype) -> Compute:
     return Compute(device.type, str(dtype).removeprefix("torch."))
 
 
-def open_loop(spec: SessionSpec, models: Models, scorers: tuple[FrameScorer, ClipScorer] | None,
-              ranks: Ranks | None = None) -> ChunkLoop:
+def open_loop(
+    spec: SessionSpec, models: Models, scorers: tuple[FrameScorer, ClipScorer] | None, ranks: Ranks | None = None
+) -> ChunkLoop:
     from engine.stream import ChunkLoop
 
     return ChunkLoop(models, spec.stream, spec.scaling, scorers, spec.seed, spec.schedule, spec.positions, ranks)
@@ -79,8 +89,9 @@ def _snapshots_below(session: Session, upto: int) -> Iterator[tuple[Session, int
         yield from _snapshots_below(session.parent, min(upto, session.spec.parent.at))
 
 
-def resume(loop: ChunkLoop, session: Session, upto: int | None = None,
-           on_chunk: Callable[[int], None] | None = None) -> Resumed:
+def resume(
+    loop: ChunkLoop, session: Session, upto: int | None = None, on_chunk: Callable[[int], None] | None = None
+) -> Resumed:
     """Bring `loop` to the state after the first `upto` (default: all) committed chunks: load the
     newest intact snapshot at or below it and replay the chunks after it."""
     upto = session.head if upto is None else upto
@@ -141,8 +152,10 @@ class _Snapshotter:
             else:
                 self.written.append(write_snapshot(self.session, state, self.policy.keep))
         except OSError as exc:
-            self.failed.append(f"the snapshot at chunk {state.chunk} was not written ({reason(exc)}); every chunk is "
-                               "committed, and `continue` starts from an older snapshot")
+            self.failed.append(
+                f"the snapshot at chunk {state.chunk} was not written ({reason(exc)}); every chunk is "
+                "committed, and `continue` starts from an older snapshot"
+            )
 
     def wait(self) -> None:
         if self._pending is not None:
@@ -156,10 +169,16 @@ class _Snapshotter:
             self._pool.shutdown(wait=True)
 
 
-def generate(loop: ChunkLoop, session: Session, num_chunks: int, on_record: Callable[[ChunkRecord], None],
-             after_commit: Callable[[ChunkRecord], None] | None = None, snapshots: SnapshotPolicy | None = None,
-             video: GrowingVideo | None = None, settled: SettledChunks | None = None,
-             ) -> tuple[list[SnapshotWrite], list[str]]:
+def generate(
+    loop: ChunkLoop,
+    session: Session,
+    num_chunks: int,
+    on_record: Callable[[ChunkRecord], None],
+    after_commit: Callable[[ChunkRecord], None] | None = None,
+    snapshots: SnapshotPolicy | None = None,
+    video: GrowingVideo | None = None,
+    settled: SettledChunks | None = None,
+) -> tuple[list[SnapshotWrite], list[str]]:
     """Generate `num_chunks` chunks; a background thread commits each (whole or not at all, in
     order) while the next one generates, then runs `after_commit(record)` and grows the live video.
     Every `snapshots.every` chunks, and when leaving (even by Ctrl-C), the state goes to a snapshot.
@@ -197,8 +216,13 @@ def generate(loop: ChunkLoop, session: Session, num_chunks: int, on_record: Call
     return ([], []) if snapshotter is None else (snapshotter.written, snapshotter.failed)
 
 
-def _commit(session: Session, output: ChunkOutput, after_commit: Callable[[ChunkRecord], None] | None,
-            video: GrowingVideo | None, settled: SettledChunks | None) -> None:
+def _commit(
+    session: Session,
+    output: ChunkOutput,
+    after_commit: Callable[[ChunkRecord], None] | None,
+    video: GrowingVideo | None,
+    settled: SettledChunks | None,
+) -> None:
     """Write one chunk; chunks it settles go to the live video first, so HEAD never gets ahead of it."""
     record = output.timed_record()
     try:
@@ -209,8 +233,10 @@ def _commit(session: Session, output: ChunkOutput, after_commit: Callable[[Chunk
         if after_commit is not None:
             after_commit(record)
     except OSError as exc:  # disk full, permissions, a vanished folder: the run stops at a whole chunk
-        raise SessionError(f"writing chunk {record.chunk} of {session.path} failed ({exc.strerror or exc}): "
-                           f"it holds {session.head} whole chunks; fix that and `streamt1 continue` it") from exc
+        raise SessionError(
+            f"writing chunk {record.chunk} of {session.path} failed ({exc.strerror or exc}): "
+            f"it holds {session.head} whole chunks; fix that and `streamt1 continue` it"
+        ) from exc
 
 
 # --- the finished video ------------------------------------------------------------------------------

@@ -20,7 +20,9 @@ def read_script(path: Path, config: StreamConfig) -> dict[int, str]:
     except FileNotFoundError as exc:
         raise StreamT1Error(f"prompt script {path} does not exist") from exc
     except OSError as exc:
-        raise StreamT1Error(f"prompt script {path} cannot be read ({exc.strerror or type(exc).__name__}): give a TOML file") from exc
+        raise StreamT1Error(
+            f"prompt script {path} cannot be read ({exc.strerror or type(exc).__name__}): give a TOML file"
+        ) from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise StreamT1Error(f"prompt script {path} is not valid TOML: {' '.join(str(exc).split())}") from exc
     if unknown := set(raw) - {"prompt"}:
@@ -40,13 +42,21 @@ def read_script(path: Path, config: StreamConfig) -> dict[int, str]:
             raise StreamT1Error(f"{where}: give exactly one of at_seconds or at_chunk")
         at = entry.get("at_seconds", entry.get("at_chunk"))
         limit = MAX_SECONDS if "at_seconds" in entry else MAX_CHUNK
-        if (isinstance(at, bool) or not isinstance(at, (int, float)) or not 0 <= at <= limit
-                or ("at_chunk" in entry and not isinstance(at, int))):
-            raise StreamT1Error(f"{where}: the start must be a number from 0 to {MAX_SECONDS:g} seconds or "
-                                f"{MAX_CHUNK} chunks (at_chunk a whole number)")
+        if (
+            isinstance(at, bool)
+            or not isinstance(at, (int, float))
+            or not 0 <= at <= limit
+            or ("at_chunk" in entry and not isinstance(at, int))
+        ):
+            raise StreamT1Error(
+                f"{where}: the start must be a number from 0 to {MAX_SECONDS:g} seconds or "
+                f"{MAX_CHUNK} chunks (at_chunk a whole number)"
+            )
         chunk = at if "at_chunk" in entry else config.chunk_at_seconds(at)
         if schedule and chunk <= max(schedule):
-            raise StreamT1Error(f"{where}: starts at chunk {chunk}, not after the previous entry's chunk {max(schedule)}")
+            raise StreamT1Error(
+                f"{where}: starts at chunk {chunk}, not after the previous entry's chunk {max(schedule)}"
+            )
         schedule[chunk] = text
     if 0 not in schedule:
         raise StreamT1Error(f"prompt script {path}: the first entry must start at 0")

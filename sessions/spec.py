@@ -133,8 +133,10 @@ class SessionSpec:
         try:
             raw = tomllib.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise SessionError(f"{path} is corrupt or foreign ({type(exc).__name__}): it was not written by this "
-                               "streamt1; restore it or start a new session") from exc
+            raise SessionError(
+                f"{path} is corrupt or foreign ({type(exc).__name__}): it was not written by this "
+                "streamt1; restore it or start a new session"
+            ) from exc
         return cls.from_dict(raw, path)
 
     @classmethod
@@ -143,8 +145,10 @@ class SessionSpec:
         try:
             return _parse(raw)
         except _OtherVersion as exc:
-            raise SessionError(f"{path.parent} was written by a streamt1 with session format {exc.version}; this "
-                               f"one reads format {FORMAT_VERSION}: use the matching streamt1 version") from None
+            raise SessionError(
+                f"{path.parent} was written by a streamt1 with session format {exc.version}; this "
+                f"one reads format {FORMAT_VERSION}: use the matching streamt1 version"
+            ) from None
         except SpecProblem as exc:
             raise SessionError(f"{path} is corrupt or foreign ({exc}): restore it or start a new session") from None
 
@@ -280,9 +284,20 @@ def _parse(raw: Any) -> SessionSpec:
     if not isinstance(raw.get("created_by", ""), str):
         raise SpecProblem("created_by is not text")
     return SessionSpec(
-        preset=raw["preset"], seed=raw["seed"], stream=stream, prompts=prompts, scaling=scaling, rewards=rewards,
-        parent=parent, compute=compute, positions=PositionMode(raw.get("positions", PositionMode.AUTO.value)),
-        snapshot_every=snapshot_every, snapshots_kept=snapshots_kept, model_dir=model_dir, id=raw["id"],
-        format=raw["format"], format_version=raw["format_version"],
+        preset=raw["preset"],
+        seed=raw["seed"],
+        stream=stream,
+        prompts=prompts,
+        scaling=scaling,
+        rewards=rewards,
+        parent=parent,
+        compute=compute,
+        positions=PositionMode(raw.get("positions", PositionMode.AUTO.value)),
+        snapshot_every=snapshot_every,
+        snapshots_kept=snapshots_kept,
+        model_dir=model_dir,
+        id=raw["id"],
+        format=raw["format"],
+        format_version=raw["format_version"],
         created_by=raw.get("created_by", SessionSpec.created_by),
     )

@@ -68,8 +68,11 @@ class StoredChunk:
 
 
 def _not_writable(path: Path, exc: OSError) -> SessionError:
-    fix = ("it is not yours to write: `streamt1 branch` it into a folder of yours"
-           if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else f"move {path} out of the way")
+    fix = (
+        "it is not yours to write: `streamt1 branch` it into a folder of yours"
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+        else f"move {path} out of the way"
+    )
     return SessionError(f"cannot open {path} for writing ({reason(exc)}): {fix}")
 
 
@@ -90,11 +93,15 @@ class Session:
         """Build the session in a hidden sibling folder and rename it into place: a crash leaves
         either no session or a complete empty one."""
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise SessionError(f"{path} already exists and is not an empty folder: choose a new session path, "
-                               f"or extend it with `streamt1 continue {path}`")
+            raise SessionError(
+                f"{path} already exists and is not an empty folder: choose a new session path, "
+                f"or extend it with `streamt1 continue {path}`"
+            )
         if path.is_mount():
-            raise SessionError(f"{path} is a mount point, which cannot be replaced by a session folder: give a new "
-                               f"folder inside it, such as {path / 'session'}")
+            raise SessionError(
+                f"{path} is a mount point, which cannot be replaced by a session folder: give a new "
+                f"folder inside it, such as {path / 'session'}"
+            )
         if inside := next((p for p in path.resolve().parents if _looks_like_session(p)), None):
             raise SessionError(f"{path} is inside the session {inside}: choose a folder outside any session")
         spec = replace(spec, id=uuid.uuid4().hex)
@@ -119,8 +126,10 @@ class Session:
         """Open and check a session (and, for a branch, its parents); `_children` are the branches
         being opened below it, so a loop of parents is an error, not endless recursion."""
         if path.resolve() in _children:
-            raise SessionError(f"{path} is its own ancestor (a branch's parent path leads back to it): restore the "
-                               "original parent folder")
+            raise SessionError(
+                f"{path} is its own ancestor (a branch's parent path leads back to it): restore the "
+                "original parent folder"
+            )
         spec_path = path / SPEC_FILE
         if not path.exists():
             raise SessionError(f"no session at {path}: the folder does not exist (start one with `streamt1 new`)")
@@ -137,8 +146,10 @@ class Session:
             expected = session.spec.parent
             parent = session._open_parent(_children | {path.resolve()})
             if parent.spec.id != expected.id or parent.head < expected.at:
-                raise SessionError(f"parent session {parent.path} is not the one this branch was made from (it was "
-                                   "replaced or rewritten): put the original back there, or start a new session")
+                raise SessionError(
+                    f"parent session {parent.path} is not the one this branch was made from (it was "
+                    "replaced or rewritten): put the original back there, or start a new session"
+                )
         session._adopt_committed_schedule()
         return session
 
@@ -171,8 +182,10 @@ class Session:
     def _open_parent(self, children: frozenset[Path]) -> Session:
         parent_path = Path(self.spec.parent.path)
         if not parent_path.exists():
-            raise SessionError(f"branch {self.path} needs its parent {parent_path}, which is gone (moved or "
-                               "deleted): put it back at that path")
+            raise SessionError(
+                f"branch {self.path} needs its parent {parent_path}, which is gone (moved or "
+                "deleted): put it back at that path"
+            )
         try:
             self._parent = Session.open(parent_path, children)
         except SessionError as exc:
@@ -191,11 +204,17 @@ class Session:
         return self
 
     def _damaged(self, k: int, why: str) -> SessionError:
-        return SessionError(f"chunk {k} of {self.path} is damaged ({why}): restore the session from a backup, or "
-                            f"`streamt1 branch {self.path} --at K` at a chunk K before it")
+        return SessionError(
+            f"chunk {k} of {self.path} is damaged ({why}): restore the session from a backup, or "
+            f"`streamt1 branch {self.path} --at K` at a chunk K before it"
+        )
 
-    def _stored(self, k: int, with_arrays: bool, stores: dict[Path, zarr.Group] | None = None,
-                ) -> tuple[dict[str, Any], tuple[PromptSwitch, ...], dict[str, np.ndarray]]:
+    def _stored(
+        self,
+        k: int,
+        with_arrays: bool,
+        stores: dict[Path, zarr.Group] | None = None,
+    ) -> tuple[dict[str, Any], tuple[PromptSwitch, ...], dict[str, np.ndarray]]:
         """Chunk k's record, prompt schedule and (if asked) arrays, each checked against the digest
         written at commit. Zarr reads a missing chunk file back as zeros, so a deleted or truncated
         file would pass unnoticed; the digests cover the chunk's identity, so a chunk folder moved or
@@ -282,8 +301,10 @@ class Session:
                 raise SessionError(f"{self.path} is in use by another streamt1 process: wait for it to finish") from exc
             try:
                 if _read_head(self.path) != self.head:
-                    raise SessionError(f"{self.path} was extended by another streamt1 process while this one "
-                                       "started: run the command again")
+                    raise SessionError(
+                        f"{self.path} was extended by another streamt1 process while this one "
+                        "started: run the command again"
+                    )
                 try:
                     if self._spec_stale:
                         self.write_spec()

@@ -56,8 +56,10 @@ def check_video_writer() -> None:
             why = f"{exc.filename}: {reason(exc)}" if exc.filename else reason(exc)
         else:
             why = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise VideoError(f"no video writer ({why}): install one with `{INSTALL_WRITER}`, or set IMAGEIO_FFMPEG_EXE "
-                         "to an ffmpeg with libx264") from exc
+        raise VideoError(
+            f"no video writer ({why}): install one with `{INSTALL_WRITER}`, or set IMAGEIO_FFMPEG_EXE "
+            "to an ffmpeg with libx264"
+        ) from exc
 
 
 def frames_hwc(frames: Tensor) -> np.ndarray:
@@ -72,8 +74,10 @@ def _partial(path: Path, suffix: str = "") -> Path:
 
 def _failed(path: Path, exc: Exception) -> VideoError:
     why = reason(exc) if isinstance(exc, OSError) else str(exc).splitlines()[0]
-    return VideoError(f"writing {path} failed ({why}): nothing was written there; free some disk space, fix the "
-                      f"folder's permissions or move what is in the way, and try again")
+    return VideoError(
+        f"writing {path} failed ({why}): nothing was written there; free some disk space, fix the "
+        f"folder's permissions or move what is in the way, and try again"
+    )
 
 
 def write_mp4(path: Path, chunks: Iterable[Tensor], fps: int) -> int:
@@ -83,9 +87,12 @@ def write_mp4(path: Path, chunks: Iterable[Tensor], fps: int) -> int:
     partial = _partial(path, path.suffix)
     written = 0
     try:
-        open(partial, "wb").close()  # a read-only or unwritable folder is reported in its own words, not as a broken pipe
-        with imageio.get_writer(partial, fps=fps, codec="libx264", quality=8, macro_block_size=8,
-                                ffmpeg_log_level="quiet") as writer:
+        open(
+            partial, "wb"
+        ).close()  # a read-only or unwritable folder is reported in its own words, not as a broken pipe
+        with imageio.get_writer(
+            partial, fps=fps, codec="libx264", quality=8, macro_block_size=8, ffmpeg_log_level="quiet"
+        ) as writer:
             for chunk in chunks:
                 for frame in frames_hwc(chunk):
                     writer.append_data(frame)

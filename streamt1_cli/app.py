@@ -47,10 +47,19 @@ class LayoutName(str, Enum):
 
 @app.command()
 def download(
-    model_dir: Annotated[Path, typer.Option(envvar=MODEL_DIR_ENV, help="Folder to fill (then pass it as --model-dir).")],
-    layout: Annotated[LayoutName, typer.Option(help="Wan2.1 in its original layout or the diffusers one; both load.")] = LayoutName.original,
+    model_dir: Annotated[
+        Path, typer.Option(envvar=MODEL_DIR_ENV, help="Folder to fill (then pass it as --model-dir).")
+    ],
+    layout: Annotated[
+        LayoutName, typer.Option(help="Wan2.1 in its original layout or the diffusers one; both load.")
+    ] = LayoutName.original,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be fetched, fetch nothing.")] = False,
-    rewards: Annotated[RewardsDownload, typer.Option(help="all: also HPSv3 + VideoReward and their Qwen2-VL processor files; none: skip them (--short-reward/--long-reward proxy then).")] = RewardsDownload.all,
+    rewards: Annotated[
+        RewardsDownload,
+        typer.Option(
+            help="all: also HPSv3 + VideoReward and their Qwen2-VL processor files; none: skip them (--short-reward/--long-reward proxy then)."
+        ),
+    ] = RewardsDownload.all,
 ) -> None:
     """Fetch the real weights (Wan2.1-T2V-1.3B, LongLive base + LoRA, reward models) from the Hugging Face Hub."""
     from engine.model_files import download_models, download_plan

@@ -26,15 +26,30 @@ from streamt1_cli.common import (
 
 
 def batch(
-    prompts: Annotated[Path, typer.Argument(help="One prompt a line (.txt), or JSON lines / TOML [[video]] tables with prompt, seconds or chunks, seed, schedule.")],
+    prompts: Annotated[
+        Path,
+        typer.Argument(
+            help="One prompt a line (.txt), or JSON lines / TOML [[video]] tables with prompt, seconds or chunks, seed, schedule."
+        ),
+    ],
     root: Annotated[Path, typer.Option(help="Folder that holds one session per prompt (0000-first-prompt, ...).")],
-    gpus_per_session: Annotated[int, typer.Option(help="Processes (GPUs) that run each session together, candidate-parallel; must divide the job's processes.")] = 1,
-    preset: Annotated[PresetName, typer.Option(help="tiny: random-init, CPU seconds, untrained. longlive: real model, needs --model-dir.")] = PresetName.tiny,
+    gpus_per_session: Annotated[
+        int,
+        typer.Option(
+            help="Processes (GPUs) that run each session together, candidate-parallel; must divide the job's processes."
+        ),
+    ] = 1,
+    preset: Annotated[
+        PresetName,
+        typer.Option(help="tiny: random-init, CPU seconds, untrained. longlive: real model, needs --model-dir."),
+    ] = PresetName.tiny,
     model_dir: ModelDirOption = None,
     seconds: SecondsOption = None,
     chunks: ChunksOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the prompts that give none.")] = 42,
-    no_scaling: Annotated[bool, typer.Option("--no-scaling", help="Plain LongLive: one candidate a chunk, no rewards.")] = False,
+    no_scaling: Annotated[
+        bool, typer.Option("--no-scaling", help="Plain LongLive: one candidate a chunk, no rewards.")
+    ] = False,
     device: DeviceOption = DeviceName.auto,
     dtype: DtypeOption = DtypeName.auto,
     quiet: QuietOption = False,
@@ -86,7 +101,9 @@ class _BatchRunner:
         self.preset, self.model_dir, self.device, self.dtype, self.group = preset, model_dir, device, dtype, group
         self.models = load_models(PRESETS[preset], model_dir, device, dtype)
         self.rewards = None if no_scaling else DEFAULT_REWARDS[preset]
-        self.scorers = None if no_scaling else build_scorers(*self.rewards, model_dir=model_dir, device=device, dtype=dtype)
+        self.scorers = (
+            None if no_scaling else build_scorers(*self.rewards, model_dir=model_dir, device=device, dtype=dtype)
+        )
 
     def spec_of(self, item):
         from dataclasses import replace
@@ -113,6 +130,11 @@ def _summary(rows) -> None:
     for column in ("session", "state", "chunks", "fused", "video"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row.path.name, row.state, f"{row.chunks}/{row.item.chunks}",
-                      "" if row.fused is None else f"{row.fused:.3f}", str(row.video or ""))
+        table.add_row(
+            row.path.name,
+            row.state,
+            f"{row.chunks}/{row.item.chunks}",
+            "" if row.fused is None else f"{row.fused:.3f}",
+            str(row.video or ""),
+        )
     console.print(table, width=max(console.width, 200))

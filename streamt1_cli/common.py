@@ -43,14 +43,37 @@ class DtypeName(str, Enum):
     float16 = "float16"
 
 
-ModelDirOption = Annotated[Optional[Path], typer.Option(envvar=MODEL_DIR_ENV, help="Folder with downloaded weights (see `streamt1 download`).")]
-SecondsOption = Annotated[Optional[float], typer.Option(help=f"Length to generate, in seconds at {_STREAM.fps} fps (default {DEFAULT_SECONDS:g}).")]
-ChunksOption = Annotated[Optional[int], typer.Option(help=f"Length to generate, in chunks of {_STREAM.chunk_frames} latent frames ({_STREAM.pixel_frames(1)} video frames; a video's first has {_STREAM.pixel_frames(0)}).")]
+ModelDirOption = Annotated[
+    Optional[Path], typer.Option(envvar=MODEL_DIR_ENV, help="Folder with downloaded weights (see `streamt1 download`).")
+]
+SecondsOption = Annotated[
+    Optional[float],
+    typer.Option(help=f"Length to generate, in seconds at {_STREAM.fps} fps (default {DEFAULT_SECONDS:g})."),
+]
+ChunksOption = Annotated[
+    Optional[int],
+    typer.Option(
+        help=f"Length to generate, in chunks of {_STREAM.chunk_frames} latent frames ({_STREAM.pixel_frames(1)} video frames; a video's first has {_STREAM.pixel_frames(0)})."
+    ),
+]
 DeviceOption = Annotated[DeviceName, typer.Option(help="Where to run; auto picks cuda when available.")]
 DtypeOption = Annotated[DtypeName, typer.Option(help="Compute dtype; auto: bfloat16 on cuda, float32 on cpu.")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No live view (logs, CI); records still go to chunks.jsonl.")]
-PositionsOption = Annotated[PositionMode, typer.Option(help="Rotary positions, fixed for the session: absolute (LongLive exactly; stops at the table's end, ~4 min 16 s), rebased (sink, window and chunk re-indexed every chunk: no length limit) or auto (absolute while it fits, then rebased).")]
-CompileOption = Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the transformer blocks on CUDA (+18% FPS on an H100; the first chunks are slower).")]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No live view (logs, CI); records still go to chunks.jsonl.")
+]
+PositionsOption = Annotated[
+    PositionMode,
+    typer.Option(
+        help="Rotary positions, fixed for the session: absolute (LongLive exactly; stops at the table's end, ~4 min 16 s), rebased (sink, window and chunk re-indexed every chunk: no length limit) or auto (absolute while it fits, then rebased)."
+    ),
+]
+CompileOption = Annotated[
+    bool,
+    typer.Option(
+        "--compile/--no-compile",
+        help="torch.compile the transformer blocks on CUDA (+18% FPS on an H100; the first chunks are slower).",
+    ),
+]
 
 
 def fail(message: str, code: int = 2) -> None:

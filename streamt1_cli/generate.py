@@ -63,9 +63,12 @@ def scaling_option(field_name: str) -> typer.models.OptionInfo:
 
 def scaling_options(ctx: typer.Context) -> list[str]:
     """The Stream-T1 options given on the command line, as --names."""
-    return [param.opts[0] for param in ctx.command.params
-            if getattr(param, "rich_help_panel", None) == STREAM_T1_PANEL
-            and ctx.get_parameter_source(param.name).name == "COMMANDLINE"]  # typer vendors click's enum
+    return [
+        param.opts[0]
+        for param in ctx.command.params
+        if getattr(param, "rich_help_panel", None) == STREAM_T1_PANEL
+        and ctx.get_parameter_source(param.name).name == "COMMANDLINE"
+    ]  # typer vendors click's enum
 
 
 def check_prompt(text: str | None, what: str) -> None:
@@ -85,9 +88,18 @@ def check_seed(seed: int | None) -> None:
         fail(f"--seed must be a whole number from 0 to {MAX_SEED}, got {seed}")
 
 
-def run_session(session: Session, num_chunks: int, model_dir: Path | None, dev: torch.device, dt: torch.dtype,
-                quiet: bool, compile_blocks: bool, new_prompt: str | None = None, created: bool = False,
-                ranks: Ranks | None = None) -> None:
+def run_session(
+    session: Session,
+    num_chunks: int,
+    model_dir: Path | None,
+    dev: torch.device,
+    dt: torch.dtype,
+    quiet: bool,
+    compile_blocks: bool,
+    new_prompt: str | None = None,
+    created: bool = False,
+    ranks: Ranks | None = None,
+) -> None:
     """Load the session's models, replay its committed chunks, generate `num_chunks` more (a new
     prompt takes over from the first of them), then write the final pick to video.mp4. A session
     this command `created` is removed again if it fails before committing anything. Under torchrun,
@@ -118,17 +130,23 @@ def run_session(session: Session, num_chunks: int, model_dir: Path | None, dev: 
     except StreamT1Error as err:
         fail(str(err))
     except OSError as err:  # a file the session writes besides its chunks (they stop the run as SessionError)
-        fail(f"writing {err.filename or session.path} failed ({reason(err)}): {session.path} holds {session.head} "
-             f"whole chunks; fix that and `streamt1 continue {session.path}`")
+        fail(
+            f"writing {err.filename or session.path} failed ({reason(err)}): {session.path} holds {session.head} "
+            f"whole chunks; fix that and `streamt1 continue {session.path}`"
+        )
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the queued chunk was written first
-        fail(f"{what_stopped(exc)}: {session.path} holds {session.head} whole chunks; nothing half-done was kept. "
-             f"Resume with `streamt1 continue {session.path}`", code=exit_code(exc))
+        fail(
+            f"{what_stopped(exc)}: {session.path} holds {session.head} whole chunks; nothing half-done was kept. "
+            f"Resume with `streamt1 continue {session.path}`",
+            code=exit_code(exc),
+        )
     finally:
         stop_world()
 
 
-def _load(session: Session, model_dir: Path | None, dev: torch.device, dt: torch.dtype, compile_blocks: bool,
-          ranks: Ranks):
+def _load(
+    session: Session, model_dir: Path | None, dev: torch.device, dt: torch.dtype, compile_blocks: bool, ranks: Ranks
+):
     """The session's run (models, scorers, loop), after every rank of a group has checked that all
     would compute the same chunks."""
     from sessions.group import run_facts
@@ -141,21 +159,46 @@ def _load(session: Session, model_dir: Path | None, dev: torch.device, dt: torch
     return loaded
 
 
-def _run_locked(session: Session, num_chunks: int, model_dir: Path | None, dev: torch.device, dt: torch.dtype,
-                quiet: bool, compile_blocks: bool, new_prompt: str | None, ranks: Ranks) -> None:
+def _run_locked(
+    session: Session,
+    num_chunks: int,
+    model_dir: Path | None,
+    dev: torch.device,
+    dt: torch.dtype,
+    quiet: bool,
+    compile_blocks: bool,
+    new_prompt: str | None,
+    ranks: Ranks,
+) -> None:
     from sessions.report.write import REPORT_FILE
 
     loaded = _load(session, model_dir, dev, dt, compile_blocks, ranks)
     start = session.head
-    view = ScalingView(console, start + num_chunks, f"{session.spec.preset} {dev.type}", loaded.reward_names, quiet,
-                       first_chunk=start, report=str(session.path / REPORT_FILE))
+    view = ScalingView(
+        console,
+        start + num_chunks,
+        f"{session.spec.preset} {dev.type}",
+        loaded.reward_names,
+        quiet,
+        first_chunk=start,
+        report=str(session.path / REPORT_FILE),
+    )
     with view:
-        summary = loaded.run(num_chunks, view.update, new_prompt,
-                             resuming=lambda: console.status(f"resuming at chunk {start}..."), on_note=note,
-                             on_resumed=lambda: None if loaded.trained else console.print(UNTRAINED_LABEL))
+        summary = loaded.run(
+            num_chunks,
+            view.update,
+            new_prompt,
+            resuming=lambda: console.status(f"resuming at chunk {start}..."),
+            on_note=note,
+            on_resumed=lambda: None if loaded.trained else console.print(UNTRAINED_LABEL),
+        )
     label = "" if loaded.trained else " (untrained tiny preset)"
-    console.print(escape(f"wrote {summary.video}: {summary.video_frames} frames, {summary.chunks} chunks"
-                         f"{label}; records in {summary.log}"))
+    console.print(
+        escape(
+            f"wrote {summary.video}: {summary.video_frames} frames, {summary.chunks} chunks"
+            f"{label}; records in {summary.log}"
+        )
+    )
 
 
 def note(text: str) -> None:
@@ -165,9 +208,20 @@ def note(text: str) -> None:
 def new(
     ctx: typer.Context,
     prompt: Annotated[Optional[str], typer.Argument(help="What the video shows (or give --script).")] = None,
-    session: Annotated[Path, typer.Option("--session", "-s", help="New folder for this session: video.mp4, chunks.jsonl, session.toml, store.zarr.")] = ...,
-    script: Annotated[Optional[Path], typer.Option(help="Prompt schedule (TOML, see prompts/*.toml): prompts switching at given seconds or chunks.")] = None,
-    preset: Annotated[PresetName, typer.Option(help="tiny: random-init, CPU seconds, untrained. longlive: real model, needs --model-dir.")] = PresetName.tiny,
+    session: Annotated[
+        Path,
+        typer.Option(
+            "--session", "-s", help="New folder for this session: video.mp4, chunks.jsonl, session.toml, store.zarr."
+        ),
+    ] = ...,
+    script: Annotated[
+        Optional[Path],
+        typer.Option(help="Prompt schedule (TOML, see prompts/*.toml): prompts switching at given seconds or chunks."),
+    ] = None,
+    preset: Annotated[
+        PresetName,
+        typer.Option(help="tiny: random-init, CPU seconds, untrained. longlive: real model, needs --model-dir."),
+    ] = PresetName.tiny,
     model_dir: ModelDirOption = None,
     seconds: SecondsOption = None,
     chunks: ChunksOption = None,
@@ -176,10 +230,19 @@ def new(
     dtype: DtypeOption = DtypeName.auto,
     quiet: QuietOption = False,
     compile_blocks: CompileOption = True,
-    no_scaling: Annotated[bool, typer.Option("--no-scaling", help="Plain LongLive: one candidate a chunk, no rewards.")] = False,
+    no_scaling: Annotated[
+        bool, typer.Option("--no-scaling", help="Plain LongLive: one candidate a chunk, no rewards.")
+    ] = False,
     positions: PositionsOption = PositionMode.AUTO,
-    snapshot_every: Annotated[int, typer.Option(help="Chunks between state snapshots: `continue` replays at most this many (each snapshot is ~5 GB a beam at real size).")] = SessionSpec.snapshot_every,
-    keep_snapshots: Annotated[int, typer.Option(help="Newest state snapshots kept on disk.")] = SessionSpec.snapshots_kept,
+    snapshot_every: Annotated[
+        int,
+        typer.Option(
+            help="Chunks between state snapshots: `continue` replays at most this many (each snapshot is ~5 GB a beam at real size)."
+        ),
+    ] = SessionSpec.snapshot_every,
+    keep_snapshots: Annotated[
+        int, typer.Option(help="Newest state snapshots kept on disk.")
+    ] = SessionSpec.snapshots_kept,
     beam_size: Annotated[int, scaling_option("beam_size")] = SCALING_DEFAULTS.beam_size,
     top_k: Annotated[int, scaling_option("top_k")] = SCALING_DEFAULTS.top_k,
     noise_sigma: Annotated[float, scaling_option("noise_sigma")] = SCALING_DEFAULTS.noise_sigma,
@@ -189,8 +252,20 @@ def new(
     window_chunks: Annotated[int, scaling_option("window_chunks")] = SCALING_DEFAULTS.window_chunks,
     max_sink: Annotated[int, scaling_option("max_sink_frames")] = SCALING_DEFAULTS.max_sink_frames,
     horizon: Annotated[Optional[int], scaling_option("horizon_frames")] = None,  # None: the length asked for
-    short_reward: Annotated[Optional[str], typer.Option(help=f"Short-term (per-frame) scorer: {', '.join(SHORT_REWARDS)} (default: proxy on tiny, hpsv3 on longlive).", rich_help_panel=STREAM_T1_PANEL)] = None,
-    long_reward: Annotated[Optional[str], typer.Option(help=f"Long-term (per-clip) scorer: {', '.join(LONG_REWARDS)} (default: proxy on tiny, videoreward on longlive).", rich_help_panel=STREAM_T1_PANEL)] = None,
+    short_reward: Annotated[
+        Optional[str],
+        typer.Option(
+            help=f"Short-term (per-frame) scorer: {', '.join(SHORT_REWARDS)} (default: proxy on tiny, hpsv3 on longlive).",
+            rich_help_panel=STREAM_T1_PANEL,
+        ),
+    ] = None,
+    long_reward: Annotated[
+        Optional[str],
+        typer.Option(
+            help=f"Long-term (per-clip) scorer: {', '.join(LONG_REWARDS)} (default: proxy on tiny, videoreward on longlive).",
+            rich_help_panel=STREAM_T1_PANEL,
+        ),
+    ] = None,
 ) -> None:
     """Start a session and generate a video, chunk by chunk (Stream-T1 unless --no-scaling)."""
     from sessions.runner import compute_of, spec_for
@@ -210,24 +285,44 @@ def new(
             fail(f"--no-scaling runs plain LongLive, so {', '.join(given)} would do nothing: drop them or --no-scaling")
     later = sorted(k for k in schedule if k >= num_chunks)
     if later:
-        console.print(escape(f"note: the script's prompts from chunk(s) {later} start after the {num_chunks} chunks "
-                             "made now; they take over when `streamt1 continue` gets there"), highlight=False)
+        console.print(
+            escape(
+                f"note: the script's prompts from chunk(s) {later} start after the {num_chunks} chunks "
+                "made now; they take over when `streamt1 continue` gets there"
+            ),
+            highlight=False,
+        )
     rewards = DEFAULT_REWARDS[preset.value]
     rewards = (short_reward or rewards[0], long_reward or rewards[1])
     try:
-        scaling = None if no_scaling else ScalingConfig(
-            beam_size=beam_size, top_k=top_k, noise_sigma=noise_sigma, short_threshold=short_threshold,
-            long_threshold=long_threshold, fusion_cap=fusion_cap, window_chunks=window_chunks,
-            max_sink_frames=max_sink,
-            horizon_frames=num_chunks * config.chunk_frames if horizon is None else horizon)
+        scaling = (
+            None
+            if no_scaling
+            else ScalingConfig(
+                beam_size=beam_size,
+                top_k=top_k,
+                noise_sigma=noise_sigma,
+                short_threshold=short_threshold,
+                long_threshold=long_threshold,
+                fusion_cap=fusion_cap,
+                window_chunks=window_chunks,
+                max_sink_frames=max_sink,
+                horizon_frames=num_chunks * config.chunk_frames if horizon is None else horizon,
+            )
+        )
         if scaling is not None:
             scaling.check_stream(config)
         if snapshot_every < 1 or keep_snapshots < 1:
-            raise StreamT1Error(f"--snapshot-every and --keep-snapshots must be >= 1 (got {snapshot_every}, {keep_snapshots})")
+            raise StreamT1Error(
+                f"--snapshot-every and --keep-snapshots must be >= 1 (got {snapshot_every}, {keep_snapshots})"
+            )
         model_dir = absolute(model_dir)
-        spec = replace(spec_for(preset.value, seed, config, scaling, None if no_scaling else rewards, schedule, positions),
-                       snapshot_every=snapshot_every, snapshots_kept=keep_snapshots,
-                       model_dir=None if model_dir is None else str(model_dir))
+        spec = replace(
+            spec_for(preset.value, seed, config, scaling, None if no_scaling else rewards, schedule, positions),
+            snapshot_every=snapshot_every,
+            snapshots_kept=keep_snapshots,
+            model_dir=None if model_dir is None else str(model_dir),
+        )
         load_check(spec, model_dir)
     except StreamT1Error as err:
         fail(str(err))
@@ -260,8 +355,9 @@ def absolute(model_dir: Path | None) -> Path | None:
 
 def needs_weights(spec: SessionSpec) -> bool:
     """The preset or a scorer reads downloaded weights."""
-    return PRESETS[spec.preset].trained or (spec.rewards is not None and
-                                            any(r != "proxy" for r in (spec.rewards.short, spec.rewards.long)))
+    return PRESETS[spec.preset].trained or (
+        spec.rewards is not None and any(r != "proxy" for r in (spec.rewards.short, spec.rewards.long))
+    )
 
 
 def session_model_dir(session: Session, given: Path | None) -> Path | None:
@@ -271,8 +367,10 @@ def session_model_dir(session: Session, given: Path | None) -> Path | None:
         return absolute(given)
     remembered = Path(session.spec.model_dir)
     if needs_weights(session.spec) and not remembered.is_dir():
-        raise StreamT1Error(f"{session.path} was made with the weights in {remembered}, which is not a folder any "
-                            f"more: pass --model-dir DIR (or set {MODEL_DIR_ENV}) to use weights elsewhere")
+        raise StreamT1Error(
+            f"{session.path} was made with the weights in {remembered}, which is not a folder any "
+            f"more: pass --model-dir DIR (or set {MODEL_DIR_ENV}) to use weights elsewhere"
+        )
     return remembered
 
 
@@ -280,7 +378,12 @@ def continue_(
     path: Annotated[Path, typer.Argument(help="The session to extend.")],
     seconds: SecondsOption = None,
     chunks: ChunksOption = None,
-    prompt: Annotated[Optional[str], typer.Option(help="New prompt from the next chunk on, replacing the schedule's later prompts (LongLive's KV re-cache).")] = None,
+    prompt: Annotated[
+        Optional[str],
+        typer.Option(
+            help="New prompt from the next chunk on, replacing the schedule's later prompts (LongLive's KV re-cache)."
+        ),
+    ] = None,
     model_dir: ModelDirOption = None,
     device: DeviceOption = DeviceName.auto,
     dtype: DtypeOption = DtypeName.auto,
@@ -299,17 +402,38 @@ def continue_(
     from engine.parallel import start_world
 
     ranks, dev = start_world(resolve_device(device).type)
-    run_session(session, num_chunks, model_dir, dev, resolve_dtype(dtype, dev), quiet, compile_blocks, new_prompt=prompt,
-                ranks=ranks)
+    run_session(
+        session,
+        num_chunks,
+        model_dir,
+        dev,
+        resolve_dtype(dtype, dev),
+        quiet,
+        compile_blocks,
+        new_prompt=prompt,
+        ranks=ranks,
+    )
 
 
 def branch(
     path: Annotated[Path, typer.Argument(help="The session to branch from.")],
     at: Annotated[int, typer.Option("--at", help="Keep the parent's chunks 0..AT-1, generate from chunk AT.")],
     to: Annotated[Path, typer.Option("--to", help="Folder of the new session.")],
-    prompt: Annotated[Optional[str], typer.Option(help="New prompt from chunk AT on, replacing the parent's later prompts (default: the parent's schedule).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="New seed for the chunks from AT on (default: the parent's).")] = None,
-    positions: Annotated[Optional[PositionMode], typer.Option(help="Only `auto`, to take an `absolute` session past the rotary table (the same positions for every chunk below it).")] = None,
+    prompt: Annotated[
+        Optional[str],
+        typer.Option(
+            help="New prompt from chunk AT on, replacing the parent's later prompts (default: the parent's schedule)."
+        ),
+    ] = None,
+    seed: Annotated[
+        Optional[int], typer.Option(help="New seed for the chunks from AT on (default: the parent's).")
+    ] = None,
+    positions: Annotated[
+        Optional[PositionMode],
+        typer.Option(
+            help="Only `auto`, to take an `absolute` session past the rotary table (the same positions for every chunk below it)."
+        ),
+    ] = None,
     seconds: SecondsOption = None,
     chunks: ChunksOption = None,
     model_dir: ModelDirOption = None,
@@ -329,19 +453,26 @@ def branch(
     try:
         parent = Session.open(path)
         if not 1 <= at <= parent.head:
-            raise StreamT1Error(f"--at {at} is out of range: {path} has chunks 0..{parent.head - 1}, so "
-                                f"branch at 1..{parent.head}")
+            raise StreamT1Error(
+                f"--at {at} is out of range: {path} has chunks 0..{parent.head - 1}, so branch at 1..{parent.head}"
+            )
         spec = parent.spec if prompt is None else parent.spec.reprompted(at, prompt)
         if positions is not None and positions is not spec.positions:
             if positions is not PositionMode.AUTO or spec.positions is not PositionMode.ABSOLUTE:
-                raise StreamT1Error(f"--positions {positions.value}: a branch keeps its parent's positions "
-                                    f"({spec.positions.value}), except absolute -> auto, which is the same below "
-                                    "the table")
+                raise StreamT1Error(
+                    f"--positions {positions.value}: a branch keeps its parent's positions "
+                    f"({spec.positions.value}), except absolute -> auto, which is the same below "
+                    "the table"
+                )
             spec = replace(spec, positions=positions)
         model_dir = session_model_dir(parent, model_dir)
-        child = replace(spec, seed=spec.seed if seed is None else seed, compute=compute_of(dev, dt),
-                        parent=ParentRef(str(path.resolve()), at, parent.spec.id),
-                        model_dir=None if model_dir is None else str(model_dir))
+        child = replace(
+            spec,
+            seed=spec.seed if seed is None else seed,
+            compute=compute_of(dev, dt),
+            parent=ParentRef(str(path.resolve()), at, parent.spec.id),
+            model_dir=None if model_dir is None else str(model_dir),
+        )
         num_chunks = chunks_for(seconds, chunks, spec.stream, first=False)
     except StreamT1Error as err:
         fail(str(err))

@@ -43,8 +43,14 @@ def list_(root: Annotated[Path, typer.Argument(help="Folder to search for sessio
             skipped.append(f"skipped {spec_path.parent}: {err}")
             continue
         parent = "-" if s.spec.parent is None else f"{s.spec.parent.path} @ {s.spec.parent.at}"
-        table.add_row(escape(str(s.path)), s.spec.preset, str(s.head), "plain" if s.spec.scaling is None else "Stream-T1",
-                      str(len(s.spec.prompts)), escape(parent))
+        table.add_row(
+            escape(str(s.path)),
+            s.spec.preset,
+            str(s.head),
+            "plain" if s.spec.scaling is None else "Stream-T1",
+            str(len(s.spec.prompts)),
+            escape(parent),
+        )
     stdout.print(table)
     for line in skipped:
         console.print(escape(line), style="yellow", highlight=False, soft_wrap=True)
@@ -126,14 +132,18 @@ def show(
         print(json.dumps(info, indent=1))
         return
     seed = f"seed {s.spec.seed}" + (" (from the branch point)" if s.spec.parent else "")
-    stdout.print(f"[bold]{escape(str(s.path))}[/]  preset {s.spec.preset}{' (untrained)' if info['untrained'] else ''}  "
-                 f"{seed}  {s.head} chunks  {'Stream-T1' if s.spec.scaling else 'plain LongLive'}")
+    stdout.print(
+        f"[bold]{escape(str(s.path))}[/]  preset {s.spec.preset}{' (untrained)' if info['untrained'] else ''}  "
+        f"{seed}  {s.head} chunks  {'Stream-T1' if s.spec.scaling else 'plain LongLive'}"
+    )
     for p in s.spec.prompts:
         stdout.print(f"  from chunk {p.from_chunk}: {escape(repr(p.prompt))}")
     if s.spec.parent:
         stdout.print(f"  branch of {escape(s.spec.parent.path)} at chunk {s.spec.parent.at}")
     if s.spec.model_dir:
-        stdout.print(f"  weights from {escape(s.spec.model_dir)} (unless --model-dir or ${MODEL_DIR_ENV} says otherwise)")
+        stdout.print(
+            f"  weights from {escape(s.spec.model_dir)} (unless --model-dir or ${MODEL_DIR_ENV} says otherwise)"
+        )
     table = Table("chunk", "beam kept", "short", "long", "fused", "sink flag", "sink event")
     scored = s.spec.scaling is not None
     for k, (record, b) in enumerate(zip(chunks, info["lineage"])):
@@ -141,17 +151,26 @@ def show(
         cand = record["candidates"][beam["candidate"]]
         event = beam["last_sink_event"]
         scores = [f"{cand[key]:.4f}" if scored else "-" for key in ("short", "long", "fused")]
-        table.add_row(str(k), f"{b} (cand {beam['candidate']})", *scores, cand["flag"] or "-",
-                      "-" if not event else f"{event['route']} @ {event['start_frame']}")
+        table.add_row(
+            str(k),
+            f"{b} (cand {beam['candidate']})",
+            *scores,
+            cand["flag"] or "-",
+            "-" if not event else f"{event['route']} @ {event['start_frame']}",
+        )
     stdout.print(table)
-    stdout.print(f"disk: {info['disk_bytes'] / 1e6:.2f} MB ({info['disk_bytes_per_chunk'] / 1e6:.3f} MB for each of its "
-                 f"{own_chunks} own chunks); at real size (480x832, {beams} beam(s)): {real_chunk / 1e6:.1f} MB a "
-                 f"chunk, {info['real_size_bytes_30s'] / 1e9:.2f} GB for a 30 s video ({chunks_30s} chunks), "
-                 f"{info['real_size_bytes_per_hour'] / 1e9:.0f} GB an hour of video, uncompressed")
-    stdout.print(f"positions: {s.spec.positions.value}; snapshots every {s.spec.snapshot_every} chunks, newest "
-                 f"{s.spec.snapshots_kept} kept: {', '.join(map(str, heads)) or 'none'} "
-                 f"({info['snapshot_bytes'] / 1e6:.2f} MB); at real size a snapshot is ~{real_snapshot / 1e9:.1f} GB "
-                 f"(sink at its cap), so up to {s.spec.snapshots_kept * real_snapshot / 1e9:.0f} GB on disk")
+    stdout.print(
+        f"disk: {info['disk_bytes'] / 1e6:.2f} MB ({info['disk_bytes_per_chunk'] / 1e6:.3f} MB for each of its "
+        f"{own_chunks} own chunks); at real size (480x832, {beams} beam(s)): {real_chunk / 1e6:.1f} MB a "
+        f"chunk, {info['real_size_bytes_30s'] / 1e9:.2f} GB for a 30 s video ({chunks_30s} chunks), "
+        f"{info['real_size_bytes_per_hour'] / 1e9:.0f} GB an hour of video, uncompressed"
+    )
+    stdout.print(
+        f"positions: {s.spec.positions.value}; snapshots every {s.spec.snapshot_every} chunks, newest "
+        f"{s.spec.snapshots_kept} kept: {', '.join(map(str, heads)) or 'none'} "
+        f"({info['snapshot_bytes'] / 1e6:.2f} MB); at real size a snapshot is ~{real_snapshot / 1e9:.1f} GB "
+        f"(sink at its cap), so up to {s.spec.snapshots_kept * real_snapshot / 1e9:.0f} GB on disk"
+    )
 
 
 OTHER_MEDIA = {".avi", ".gif", ".jpeg", ".jpg", ".mkv", ".mov", ".png", ".webm", ".webp"}  # not written
@@ -186,9 +205,13 @@ def export_target_problem(out: Path, session: Session, force: bool) -> str | Non
 def export(
     path: Annotated[Path, typer.Argument(help="The session.")],
     out: Annotated[Path, typer.Argument(help="OUT.mp4 for a video, or a folder for PNG frames (any other name).")],
-    beam: Annotated[Optional[int], typer.Option(help="Surviving beam at the head whose video to export (default: the final pick).")] = None,
+    beam: Annotated[
+        Optional[int], typer.Option(help="Surviving beam at the head whose video to export (default: the final pick).")
+    ] = None,
     upto: Annotated[Optional[int], typer.Option(help="Export only that video's chunks 0..UPTO-1.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing OUT.mp4, or an earlier export's PNG frames in OUT.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing OUT.mp4, or an earlier export's PNG frames in OUT.")
+    ] = False,
 ) -> None:
     """Write a session's video (or its frames as PNGs). Nothing is replaced without --force."""
     try:

@@ -13,8 +13,13 @@ from streamt1_cli.common import console, fail
 
 
 def report(
-    paths: Annotated[list[Path], typer.Argument(help="The session; several put their rewards and contact sheets side by side.")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write (default: DIR/report.html; needed for several sessions).")] = None,
+    paths: Annotated[
+        list[Path], typer.Argument(help="The session; several put their rewards and contact sheets side by side.")
+    ],
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", "-o", help="HTML file to write (default: DIR/report.html; needed for several sessions)."),
+    ] = None,
     thumbs: Annotated[int, typer.Option(help="Thumbnails per chunk on the contact sheet (1 to 12).")] = 1,
 ) -> None:
     """Write an HTML report: spec and lineage, reward curves, beam tree, sink timeline, contact sheet, timing."""

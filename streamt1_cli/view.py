@@ -31,8 +31,16 @@ UNTRAINED_LABEL = "[bold yellow]UNTRAINED[/] random-init weights (tiny preset): 
 class ScalingView:
     """Redraws after each chunk; prints nothing with `quiet`."""
 
-    def __init__(self, console: Console, total_chunks: int, title: str, reward_names: tuple[str, str],
-                 quiet: bool, first_chunk: int = 0, report: str | None = None) -> None:
+    def __init__(
+        self,
+        console: Console,
+        total_chunks: int,
+        title: str,
+        reward_names: tuple[str, str],
+        quiet: bool,
+        first_chunk: int = 0,
+        report: str | None = None,
+    ) -> None:
         self.console, self.total, self.title, self.quiet = console, total_chunks, title, quiet
         self.first_chunk, self.report = first_chunk, report
         self._kept_fused: list[float] = []  # best kept fused score per chunk, for the trend line
@@ -67,9 +75,17 @@ class ScalingView:
             cands.add_column(col, justify="right")
         for c in record.candidates:
             style = "bold green" if c.kept else "dim"
-            cands.add_row(str(c.index), "-" if c.parent is None else str(c.parent), str(c.seed),
-                          f"{c.short:.4f}", f"{c.long:.4f}", f"{c.fused:.4f}", "yes" if c.kept else "",
-                          c.flag or "", style=style)
+            cands.add_row(
+                str(c.index),
+                "-" if c.parent is None else str(c.parent),
+                str(c.seed),
+                f"{c.short:.4f}",
+                f"{c.long:.4f}",
+                f"{c.fused:.4f}",
+                "yes" if c.kept else "",
+                c.flag or "",
+                style=style,
+            )
         beams = Table(title="surviving beams")
         for col in ("beam", "candidate", "sink frames", "last sink action"):
             beams.add_column(col, justify="right")
@@ -78,7 +94,10 @@ class ScalingView:
             action = "-" if event is None else f"{event.route} (frame {event.start_frame})"
             beams.add_row(str(b), str(beam.candidate), str(beam.sink_frames), action)
         split = "  ".join(f"{k} {v * 1000:.0f}ms" for k, v in record.seconds.items())
-        trend = Text(f"kept fused score, last {min(len(self._kept_fused), 24)} chunks: "
-                     f"{sparkline(self._kept_fused)}" if len(record.candidates) > 1 else "")
+        trend = Text(
+            f"kept fused score, last {min(len(self._kept_fused), 24)} chunks: {sparkline(self._kept_fused)}"
+            if len(record.candidates) > 1
+            else ""
+        )
         where = Text(f"report: {self.report}" if self.report else "", style="dim")
         self._live.update(Group(header, cands, beams, trend, Text(split, style="dim"), where))

@@ -61,8 +61,11 @@ def png_bytes(folder: Path) -> list[bytes]:
 
 def tree_digest(path: Path) -> dict[str, str]:
     """SHA-256 of every file under `path`, by relative path: equal digests, untouched folder."""
-    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(path.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
 
 
 def copy_of(src: Path, dst: Path) -> Path:

@@ -26,8 +26,14 @@ def models(tiny_models):
 
 
 def search(models, seed: int, scaling: ScalingConfig | None = None) -> ChunkLoop:
-    return ChunkLoop(models, StreamConfig(), scaling or ScalingConfig(),
-                     (SharpnessProxy(), TemporalConsistencyProxy()), seed, {0: "a red fox"})
+    return ChunkLoop(
+        models,
+        StreamConfig(),
+        scaling or ScalingConfig(),
+        (SharpnessProxy(), TemporalConsistencyProxy()),
+        seed,
+        {0: "a red fox"},
+    )
 
 
 def final_videos(outputs) -> list[list[Tensor]]:
@@ -42,15 +48,16 @@ def final_videos(outputs) -> list[list[Tensor]]:
     return videos
 
 
-
-def video_score(chunks: Sequence[Tensor], prompt: str, short_scorer: FrameScorer, long_scorer: ClipScorer,
-                alpha: float, fps: int) -> float:
+def video_score(
+    chunks: Sequence[Tensor], prompt: str, short_scorer: FrameScorer, long_scorer: ClipScorer, alpha: float, fps: int
+) -> float:
     """Fused score of a finished video (frames per chunk, [3, F, H, W] in [-1, 1]): alpha * mean
     short-term reward over all frames + (1 - alpha) * long-term reward of the whole clip."""
     video = torch.cat(list(chunks), dim=1)
     short = float(short_scorer.score_frames(video.transpose(0, 1), prompt).float().mean())
     long = float(long_scorer.score_clips(video[None], prompt, fps).overall.float()[0])
     return alpha * short + (1 - alpha) * long
+
 
 def test_batched_candidates_equal_each_alone(models):
     model = models.transformer
@@ -81,8 +88,9 @@ def test_survivors_alone_enter_the_cache(models):
         newest = beam.cache.window[-1]
         parent_cache = KVCache(sink=beam.cache.sink, window=beam.cache.window[:-1])
         prefix = model.build_prefix(parent_cache, 4, 4)
-        _, expected = model.forward_chunk(beam.latents_at(newest.start_frame)[None], torch.zeros(1), newest.start_frame, text,
-                                          prefix, capture_kv=True)
+        _, expected = model.forward_chunk(
+            beam.latents_at(newest.start_frame)[None], torch.zeros(1), newest.start_frame, text, prefix, capture_kv=True
+        )
         for got, want in zip(newest.keys, expected.keys):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
         # nothing but this lineage's chunks: one segment per chunk, frames in order
@@ -117,17 +125,24 @@ def test_memory_sinking_changes_the_cache_when_flags_say_so(models):
 
 def test_scaling_beats_plain_longlive_on_the_proxies(models):
     chunks, cfg, short, long = 4, StreamConfig(), SharpnessProxy(), TemporalConsistencyProxy()
-    alpha = fusion_alpha(cfg.start_frame(chunks - 1), ScalingConfig().horizon_frames, cfg.chunk_frames,
-                         ScalingConfig().fusion_cap)
+    alpha = fusion_alpha(
+        cfg.start_frame(chunks - 1), ScalingConfig().horizon_frames, cfg.chunk_frames, ScalingConfig().fusion_cap
+    )
     scaled, plain = [], []
     for seed in range(10):
         s = search(models, seed)
         videos = final_videos([s.step() for _ in range(chunks)])
         # the final pick, as sessions make it for videos of up to 30 s: the long-term scorer on each whole video
         clips = [torch.cat([from_uint8(f, torch.device("cpu")) for f in v], dim=1) for v in videos]
-        best = max(range(len(clips)), key=lambda i: (float(long.score_clips(clips[i][None], "a red fox", cfg.fps).overall[0]), -i))
-        scaled.append(video_score([from_uint8(f, torch.device("cpu")) for f in videos[best]], "a red fox",
-                                  short, long, alpha, cfg.fps))
+        best = max(
+            range(len(clips)),
+            key=lambda i: (float(long.score_clips(clips[i][None], "a red fox", cfg.fps).overall[0]), -i),
+        )
+        scaled.append(
+            video_score(
+                [from_uint8(f, torch.device("cpu")) for f in videos[best]], "a red fox", short, long, alpha, cfg.fps
+            )
+        )
         gen = ChunkLoop(models, cfg, None, None, seed, {0: "a red fox"})
         frames = [from_uint8(gen.step().frames.uint8()[0], torch.device("cpu")) for _ in range(chunks)]
         plain.append(video_score(frames, "a red fox", short, long, alpha, cfg.fps))

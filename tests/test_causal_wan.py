@@ -97,8 +97,9 @@ def test_streaming_equals_full_block_causal_forward(cfg: StreamConfig):
         t = 1000.0 * (0.3 + 0.1 * (k % 5))
         prefix = model.build_prefix(cache, *grid)
         flow, _ = model.forward_chunk(noisy[:, :, sl], torch.tensor([t]), k * c, text_ctx, prefix)
-        write_flow, segment = model.forward_chunk(clean[:, :, sl], torch.tensor([0.0]), k * c, text_ctx, prefix,
-                                                  capture_kv=True)
+        write_flow, segment = model.forward_chunk(
+            clean[:, :, sl], torch.tensor([0.0]), k * c, text_ctx, prefix, capture_kv=True
+        )
         cache, evicted = cache.push(segment, cfg)
         evictions += len(evicted)
 

@@ -89,15 +89,20 @@ _WAN_VAE_PREFIX = [  # (pattern, Wan prefix, is a residual block)
     ),
     (r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.", lambda m: f"decoder.upsamples.{_STAGE * int(m[1]) + 3}.", False),
 ]
-_WAN_RESIDUAL = {"norm1.": "residual.0.", "conv1.": "residual.2.", "norm2.": "residual.3.", "conv2.": "residual.6.",
-                 "conv_shortcut.": "shortcut."}
+_WAN_RESIDUAL = {
+    "norm1.": "residual.0.",
+    "conv1.": "residual.2.",
+    "norm2.": "residual.3.",
+    "conv2.": "residual.6.",
+    "conv_shortcut.": "shortcut.",
+}
 
 
 def _rename(key: str, rules) -> str:
     for pattern, repl in rules:
         m = re.match(pattern, key)
         if m:
-            return repl(m) + key[m.end():]
+            return repl(m) + key[m.end() :]
     raise AssertionError(f"no Wan name for {key}")
 
 
@@ -105,9 +110,11 @@ def _wan_vae_key(key: str) -> str:
     for pattern, repl, residual in _WAN_VAE_PREFIX:
         m = re.match(pattern, key)
         if m:
-            rest = key[m.end():]
+            rest = key[m.end() :]
             if residual:
-                rest = next((new + rest[len(old):] for old, new in _WAN_RESIDUAL.items() if rest.startswith(old)), rest)
+                rest = next(
+                    (new + rest[len(old) :] for old, new in _WAN_RESIDUAL.items() if rest.startswith(old)), rest
+                )
             return repl(m) + rest
     raise AssertionError(f"no Wan name for {key}")
 
@@ -148,10 +155,18 @@ def _tokenizer() -> PreTrainedTokenizerFast:
 def _wan_config() -> dict:
     t = PRESET.transformer
     return {
-        "_class_name": "WanModel", "_diffusers_version": "0.30.0", "model_type": "t2v",
-        "dim": t["num_attention_heads"] * t["attention_head_dim"], "ffn_dim": t["ffn_dim"], "freq_dim": t["freq_dim"],
-        "in_dim": t["in_channels"], "out_dim": t["out_channels"], "num_heads": t["num_attention_heads"],
-        "num_layers": t["num_layers"], "text_len": PRESET.text_len, "eps": t["eps"],
+        "_class_name": "WanModel",
+        "_diffusers_version": "0.30.0",
+        "model_type": "t2v",
+        "dim": t["num_attention_heads"] * t["attention_head_dim"],
+        "ffn_dim": t["ffn_dim"],
+        "freq_dim": t["freq_dim"],
+        "in_dim": t["in_channels"],
+        "out_dim": t["out_channels"],
+        "num_heads": t["num_attention_heads"],
+        "num_layers": t["num_layers"],
+        "text_len": PRESET.text_len,
+        "eps": t["eps"],
         "text_dim": t["text_dim"],  # real Wan configs omit it (WanModel's default is 4096)
     }
 
@@ -499,19 +514,33 @@ def test_wrong_shapes(tmp_path):
 
 def test_download_plan_matches_loader_layout(tmp_path):
     needed = {
-        "original": ["config.json", "diffusion_pytorch_model.safetensors", "models_t5_umt5-xxl-enc-bf16.pth",
-                     "google/umt5-xxl/tokenizer.json", "Wan2.1_VAE.pth"],
-        "diffusers": ["transformer/config.json", "transformer/diffusion_pytorch_model.safetensors",
-                      "text_encoder/model.safetensors", "tokenizer/tokenizer.json", "vae/config.json"],
+        "original": [
+            "config.json",
+            "diffusion_pytorch_model.safetensors",
+            "models_t5_umt5-xxl-enc-bf16.pth",
+            "google/umt5-xxl/tokenizer.json",
+            "Wan2.1_VAE.pth",
+        ],
+        "diffusers": [
+            "transformer/config.json",
+            "transformer/diffusion_pytorch_model.safetensors",
+            "text_encoder/model.safetensors",
+            "tokenizer/tokenizer.json",
+            "vae/config.json",
+        ],
     }
-    for layout, repo, folder in (("original", "Wan-AI/Wan2.1-T2V-1.3B", "Wan2.1-T2V-1.3B"),
-                                 ("diffusers", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "Wan2.1-T2V-1.3B-Diffusers")):
+    for layout, repo, folder in (
+        ("original", "Wan-AI/Wan2.1-T2V-1.3B", "Wan2.1-T2V-1.3B"),
+        ("diffusers", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "Wan2.1-T2V-1.3B-Diffusers"),
+    ):
         wan, longlive = download_plan(tmp_path, layout)[:2]
         assert (wan.repo_id, wan.local_dir, wan.exact) == (repo, tmp_path / folder, False)
         for name in needed[layout]:
             assert any(fnmatch.fnmatch(name, p) for p in wan.files), name
         assert longlive.repo_id == "Efficient-Large-Model/LongLive" and longlive.exact
         assert [longlive.local_dir / f for f in longlive.files] == [
-            tmp_path / "LongLive" / "models" / "longlive_base.pt", tmp_path / "LongLive" / "models" / "lora.pt"]
+            tmp_path / "LongLive" / "models" / "longlive_base.pt",
+            tmp_path / "LongLive" / "models" / "lora.pt",
+        ]
     with pytest.raises(StreamT1Error):
         download_plan(tmp_path, "gguf")

@@ -18,9 +18,22 @@ from tests.helpers import one_line_error, runner
 def test_new_tiny_writes_video(tmp_path: Path):
     session = tmp_path / "fox"
     proc = subprocess.run(
-        [sys.executable, "-m", "streamt1_cli", "new", "a red fox", "--preset", "tiny", "--chunks", "3",
-         "--session", str(session)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "streamt1_cli",
+            "new",
+            "a red fox",
+            "--preset",
+            "tiny",
+            "--chunks",
+            "3",
+            "--session",
+            str(session),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert "UNTRAINED" in proc.stderr
@@ -32,13 +45,16 @@ def test_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("STREAMT1_MODEL_DIR", raising=False)
     s = str(tmp_path / "s")
     assert "--chunks must be >= 1" in one_line_error("new", "x", "--session", s, "--chunks", "0")
-    assert "either --seconds or --chunks" in one_line_error("new", "x", "--session", s, "--chunks", "2", "--seconds", "3")
+    assert "either --seconds or --chunks" in one_line_error(
+        "new", "x", "--session", s, "--chunks", "2", "--seconds", "3"
+    )
     assert "--seconds must be" in one_line_error("new", "x", "--session", s, "--seconds", "-1")
     assert "prompt is empty" in one_line_error("new", "  ", "--session", s)
     msg = one_line_error("new", "x", "--session", s, "--preset", "longlive")
     assert "--model-dir" in msg and "streamt1 download" in msg
-    assert "does not exist" in one_line_error("new", "x", "--session", s, "--preset", "longlive",
-                                               "--model-dir", str(tmp_path / "nowhere"))
+    assert "does not exist" in one_line_error(
+        "new", "x", "--session", s, "--preset", "longlive", "--model-dir", str(tmp_path / "nowhere")
+    )
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     (occupied / "keep.txt").write_text("mine")
@@ -94,7 +110,9 @@ def test_scaling_switch_errors(tmp_path: Path):
     assert "--top-k" in one_line_error("new", "x", "--session", s, "--top-k", "0")
     assert "3, 6, 9, 12, 15, ... (got 14)" in one_line_error("new", "x", "--session", s, "--max-sink", "14")
     assert "unknown short-term reward 'clip'" in one_line_error("new", "x", "--session", s, "--short-reward", "clip")
-    assert "hpsv3 reward needs downloaded weights" in one_line_error("new", "x", "--session", s, "--short-reward", "hpsv3")
+    assert "hpsv3 reward needs downloaded weights" in one_line_error(
+        "new", "x", "--session", s, "--short-reward", "hpsv3"
+    )
     assert not (tmp_path / "s").exists()
 
 
@@ -114,8 +132,9 @@ def test_ctrl_c_during_startup_is_one_line(tmp_path: Path):
         "sys.argv = ['streamt1', 'new', 'x', '--session', sys.argv[1]]\n"
         "launch.main()\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", child, str(tmp_path / "s")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", child, str(tmp_path / "s")], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     assert proc.stdout.readline().strip() == b"ready"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -145,19 +164,26 @@ def test_stream_t1_options_come_from_scaling_config():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     row = next(line for line in readme.splitlines() if "--beam-size" in line)
     values = {name.replace("-", "_"): float(value) for name, value in re.findall(r"--([a-z-]+) (-?[\d.]+)", row)}
-    assert values == {f.metadata.get("option", f.name): getattr(defaults, f.name) for f in shown
-                      if f.name != "horizon_frames"}
+    assert values == {
+        f.metadata.get("option", f.name): getattr(defaults, f.name) for f in shown if f.name != "horizon_frames"
+    }
 
 
 def test_a_broken_video_writer_stops_a_run_before_it_generates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from sessions.store import Session
 
     session = tmp_path / "s"
-    assert runner.invoke(app, ["new", "a red fox", "--chunks", "1", "--no-scaling", "--quiet",
-                               "--session", str(session)]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["new", "a red fox", "--chunks", "1", "--no-scaling", "--quiet", "--session", str(session)]
+        ).exit_code
+        == 0
+    )
     monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(tmp_path / "no-ffmpeg"))  # imageio-ffmpeg runs what this names
-    for args in (["new", "a red fox", "--chunks", "1", "--session", str(tmp_path / "n")],
-                 ["continue", str(session), "--chunks", "1"]):
+    for args in (
+        ["new", "a red fox", "--chunks", "1", "--session", str(tmp_path / "n")],
+        ["continue", str(session), "--chunks", "1"],
+    ):
         line = one_line_error(args)
         assert "no video writer" in line and "pip install imageio-ffmpeg" in line and "no-ffmpeg" in line
     assert not (tmp_path / "n").exists()  # the new session was removed, holding nothing

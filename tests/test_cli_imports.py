@@ -33,15 +33,20 @@ print(json.dumps({"failed": failed, "heavy": heavy}))
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("imports") / "sessions" / "s"
-    result = CliRunner().invoke(app, ["new", "a red fox", "--chunks", "2", "--no-scaling", "--quiet",
-                                      "--session", str(path)])
+    result = CliRunner().invoke(
+        app, ["new", "a red fox", "--chunks", "2", "--no-scaling", "--quiet", "--session", str(path)]
+    )
     assert result.exit_code == 0, result.output
     return path
 
 
 def test_commands_without_a_model_import_no_model_stack(tiny: Path, tmp_path: Path):
-    proc = subprocess.run([sys.executable, "-c", COMMANDS, str(tiny.parent), str(tiny), str(tmp_path)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", COMMANDS, str(tiny.parent), str(tiny), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.splitlines()[-1])
     assert result["failed"] == []
@@ -52,9 +57,11 @@ def test_commands_without_a_model_import_no_model_stack(tiny: Path, tmp_path: Pa
 
 def test_the_cli_module_itself_imports_no_model_stack():
     """Also `streamt1 new --help`: the generation commands load the model stack only when they run."""
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom streamt1_cli.app import app\n"
-            "assert CliRunner().invoke(app, ['new', '--help']).exit_code == 0\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('diffusers', 'transformers')))")
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom streamt1_cli.app import app\n"
+        "assert CliRunner().invoke(app, ['new', '--help']).exit_code == 0\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('diffusers', 'transformers')))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[]"

@@ -188,6 +188,7 @@ def test_no_private_names_imported_across_modules():
 
 def test_models_never_import_rewards():
     edges, _ = scan(our_modules())
+
     def within(module: str, package: str) -> bool:
         return module == package or module.startswith(package + ".")
 

@@ -37,11 +37,45 @@ from tests.test_sessions import assert_same_run, cli, tree_digest
 
 FIXTURE = Path(__file__).parent / "fixtures" / "format3_session"
 SCRIPT = '[[prompt]]\nat_chunk = 0\nprompt = "a red fox"\n[[prompt]]\nat_chunk = 2\nprompt = "a blue bird"\n'
-SETTINGS = ("--horizon", "9", "--seed", "7", "--beam-size", "2", "--top-k", "1", "--device", "cpu", "--dtype", "float32")
-SHOW_KEYS = {"path", "preset", "untrained", "seed", "scaling", "rewards", "prompts", "parent", "chunks", "final_beam",
-             "lineage", "disk_bytes", "disk_bytes_per_chunk", "real_size_bytes_per_chunk", "real_size_bytes_30s",
-             "real_size_bytes_per_hour", "positions", "snapshot_every", "snapshots_kept", "snapshots",
-             "snapshot_bytes", "real_size_snapshot_bytes", "records"}
+SETTINGS = (
+    "--horizon",
+    "9",
+    "--seed",
+    "7",
+    "--beam-size",
+    "2",
+    "--top-k",
+    "1",
+    "--device",
+    "cpu",
+    "--dtype",
+    "float32",
+)
+SHOW_KEYS = {
+    "path",
+    "preset",
+    "untrained",
+    "seed",
+    "scaling",
+    "rewards",
+    "prompts",
+    "parent",
+    "chunks",
+    "final_beam",
+    "lineage",
+    "disk_bytes",
+    "disk_bytes_per_chunk",
+    "real_size_bytes_per_chunk",
+    "real_size_bytes_30s",
+    "real_size_bytes_per_hour",
+    "positions",
+    "snapshot_every",
+    "snapshots_kept",
+    "snapshots",
+    "snapshot_bytes",
+    "real_size_snapshot_bytes",
+    "records",
+}
 
 
 def new_run(path: Path, script: Path, chunks: int) -> Path:
@@ -50,8 +84,11 @@ def new_run(path: Path, script: Path, chunks: int) -> Path:
 
 
 def same_chunks(a: Session, b: Session, upto: int) -> bool:
-    return all(torch.equal(getattr(a.chunk(k), name), getattr(b.chunk(k), name))
-               for k in range(upto) for name in ("latents", "noise", "frames"))
+    return all(
+        torch.equal(getattr(a.chunk(k), name), getattr(b.chunk(k), name))
+        for k in range(upto)
+        for name in ("latents", "noise", "frames")
+    )
 
 
 def test_a_format3_session_opens_shows_and_resumes_exactly(tmp_path: Path):
@@ -72,10 +109,24 @@ def test_a_format3_session_opens_shows_and_resumes_exactly(tmp_path: Path):
     assert set(info) == SHOW_KEYS
     assert info["records"] == logged and info["chunks"] == 2 and info["final_beam"] == 0 and info["lineage"] == [0, 0]
     assert info["prompts"] == [{"from_chunk": 0, "prompt": "a red fox"}, {"from_chunk": 2, "prompt": "a blue bird"}]
-    assert info["scaling"] == {"beam_size": 2, "top_k": 1, "noise_sigma": -0.1, "short_threshold": 0.0,
-                               "long_threshold": 0.2, "fusion_cap": 0.4, "window_chunks": 10, "max_sink_frames": 15,
-                               "ema_alpha": 0.999, "horizon_frames": 9}
-    assert (info["rewards"], info["parent"], info["positions"], info["snapshots"]) == (["proxy", "proxy"], None, "auto", [])
+    assert info["scaling"] == {
+        "beam_size": 2,
+        "top_k": 1,
+        "noise_sigma": -0.1,
+        "short_threshold": 0.0,
+        "long_threshold": 0.2,
+        "fusion_cap": 0.4,
+        "window_chunks": 10,
+        "max_sink_frames": 15,
+        "ema_alpha": 0.999,
+        "horizon_frames": 9,
+    }
+    assert (info["rewards"], info["parent"], info["positions"], info["snapshots"]) == (
+        ["proxy", "proxy"],
+        None,
+        "auto",
+        [],
+    )
     assert tree_digest(FIXTURE) == before  # reading wrote nothing
 
     resumed = Path(shutil.copytree(FIXTURE, tmp_path / "resumed"))

@@ -74,8 +74,21 @@ def test_auto_goes_past_the_table_absolute_stops_in_one_line(tmp_path: Path):
     auto, absolute = tmp_path / "auto", tmp_path / "absolute"
     cli("new", "a red fox", "--no-scaling", "--chunks", str(TABLE_CHUNKS + 2), "--session", str(auto))
     assert Session.open(auto).head == TABLE_CHUNKS + 2
-    result = runner.invoke(app, ["new", "a red fox", "--no-scaling", "--positions", "absolute", "--quiet",
-                                 "--chunks", str(TABLE_CHUNKS + 1), "--session", str(absolute)])
+    result = runner.invoke(
+        app,
+        [
+            "new",
+            "a red fox",
+            "--no-scaling",
+            "--positions",
+            "absolute",
+            "--quiet",
+            "--chunks",
+            str(TABLE_CHUNKS + 1),
+            "--session",
+            str(absolute),
+        ],
+    )
     lines = [line for line in result.output.splitlines() if line.strip() and "UNTRAINED" not in line]
     assert result.exit_code == 2 and len(lines) == 1, result.output
     assert "past the rotary table" in lines[0] and "--positions auto" in lines[0]
@@ -83,8 +96,7 @@ def test_auto_goes_past_the_table_absolute_stops_in_one_line(tmp_path: Path):
     assert_same_run(auto, absolute, upto=TABLE_CHUNKS)  # below the table auto is absolute, bit for bit
     # the fix the error names: branch at the head with --positions auto, exact for the chunks made
     fixed = tmp_path / "fixed"
-    cli("branch", str(absolute), "--at", str(TABLE_CHUNKS), "--to", str(fixed), "--positions", "auto",
-        "--chunks", "2")
+    cli("branch", str(absolute), "--at", str(TABLE_CHUNKS), "--to", str(fixed), "--positions", "auto", "--chunks", "2")
     assert_same_run(auto, fixed)
 
 
@@ -92,8 +104,9 @@ def test_loop_state_stops_growing(models):
     """W = 3 chunks (reward window; attention window 2 + sink). The sink cap is the initial sink, so
     the sink cannot grow: its growth is bounded by --max-sink but when it fills depends on rewards."""
     scaling = ScalingConfig(window_chunks=3, max_sink_frames=3)
-    loop = ChunkLoop(models, StreamConfig(), scaling, (SharpnessProxy(), TemporalConsistencyProxy()), 3,
-                     {0: "a red fox"})
+    loop = ChunkLoop(
+        models, StreamConfig(), scaling, (SharpnessProxy(), TemporalConsistencyProxy()), 3, {0: "a red fox"}
+    )
 
     for _ in range(2 * 3):
         loop.step()
@@ -154,9 +167,26 @@ def test_kills_inside_snapshot_writes_leave_an_exact_session(tmp_path: Path):
     landed = 0
     for trial in range(5):
         path = tmp_path / f"t{trial}"
-        proc = subprocess.Popen([sys.executable, "-m", "streamt1_cli", "new", "a red fox", "--no-scaling", "--quiet",
-                                 "--chunks", "8", "--snapshot-every", "1", "--session", str(path)], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamt1_cli",
+                "new",
+                "a red fox",
+                "--no-scaling",
+                "--quiet",
+                "--chunks",
+                "8",
+                "--snapshot-every",
+                "1",
+                "--session",
+                str(path),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         snapshots = path / STORE_DIR / "snapshots"
         seen: set[str] = set()
         deadline = time.time() + 120
@@ -178,10 +208,24 @@ def test_kills_inside_snapshot_writes_leave_an_exact_session(tmp_path: Path):
 
 def test_live_video_grows_and_survives_a_kill(tmp_path: Path):
     path = tmp_path / "live"
-    proc = subprocess.Popen([sys.executable, "-m", "streamt1_cli", "new", "a red fox", "--no-scaling", "--quiet",
-                             "--chunks", "60", "--session", str(path)],
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamt1_cli",
+            "new",
+            "a red fox",
+            "--no-scaling",
+            "--quiet",
+            "--chunks",
+            "60",
+            "--session",
+            str(path),
+        ],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 180
         while time.time() < deadline and not ((path / HEAD_FILE).exists() and int((path / HEAD_FILE).read_text()) >= 4):

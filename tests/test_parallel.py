@@ -20,11 +20,23 @@ import torch
 from engine.records import ChunkRecord
 from sessions.store import Session
 
-SCALED = ["--beam-size", "2", "--top-k", "2", "--seed", "3", "--max-sink", "6", "--horizon", "12"]  # one fusion ramp for every length
+SCALED = [
+    "--beam-size",
+    "2",
+    "--top-k",
+    "2",
+    "--seed",
+    "3",
+    "--max-sink",
+    "6",
+    "--horizon",
+    "12",
+]  # one fusion ramp for every length
 
 
-def launch(nproc: int, *args: str, nodes: tuple[int, int] | None = None, port: int = 0,
-           background: bool = False) -> subprocess.CompletedProcess | subprocess.Popen:
+def launch(
+    nproc: int, *args: str, nodes: tuple[int, int] | None = None, port: int = 0, background: bool = False
+) -> subprocess.CompletedProcess | subprocess.Popen:
     """`torchrun --nproc-per-node N $(which streamt1) ARGS`; one process runs it without torchrun.
     `nodes=(node_rank, nnodes)` starts one node of a multi-node job through c10d rendezvous."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -34,9 +46,24 @@ def launch(nproc: int, *args: str, nodes: tuple[int, int] | None = None, port: i
     elif nodes is None:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), *cli]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nodes[1]), "--node-rank", str(nodes[0]),
-               "--nproc-per-node", str(nproc), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"localhost:{port}",
-               "--rdzv-id", "mismatch", *cli]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            str(nodes[1]),
+            "--node-rank",
+            str(nodes[0]),
+            "--nproc-per-node",
+            str(nproc),
+            "--rdzv-backend",
+            "c10d",
+            "--rdzv-endpoint",
+            f"localhost:{port}",
+            "--rdzv-id",
+            "mismatch",
+            *cli,
+        ]
     if background:
         return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
@@ -53,8 +80,12 @@ def decisions(path: Path) -> list[tuple]:
     out = []
     for k in range(session.head):
         r = ChunkRecord.from_json(session.record(k))
-        out.append(([(c.seed, c.short, c.long, c.fused, c.kept, c.flag) for c in r.candidates],
-                    [(b.candidate, b.sink_frames, b.last_sink_event) for b in r.beams]))
+        out.append(
+            (
+                [(c.seed, c.short, c.long, c.fused, c.kept, c.flag) for c in r.candidates],
+                [(b.candidate, b.sink_frames, b.last_sink_event) for b in r.beams],
+            )
+        )
     return out
 
 
@@ -117,8 +148,24 @@ def test_plain_sessions_refuse_several_processes(tmp_path: Path):
 def test_mismatched_ranks_are_refused(tmp_path: Path):
     port = 29500 + os.getpid() % 2000
     path = tmp_path / "m"
-    nodes = [launch(1, "new", "a red fox", "--session", str(path), "--chunks", "1", *SCALED[:4], "--seed", str(seed),
-                    nodes=(node, 2), port=port, background=True) for node, seed in ((0, 1), (1, 2))]
+    nodes = [
+        launch(
+            1,
+            "new",
+            "a red fox",
+            "--session",
+            str(path),
+            "--chunks",
+            "1",
+            *SCALED[:4],
+            "--seed",
+            str(seed),
+            nodes=(node, 2),
+            port=port,
+            background=True,
+        )
+        for node, seed in ((0, 1), (1, 2))
+    ]
     outputs = [p.communicate(timeout=1200)[0] for p in nodes]
     assert all(p.returncode != 0 for p in nodes)
     lines = [line for out in outputs for line in out.splitlines() if line.startswith("error:")]

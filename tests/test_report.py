@@ -42,8 +42,20 @@ def sessions(shared_three: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     root = tmp_path_factory.mktemp("report")
     paths = {name: root / name for name in ("t1", "branch", "plain")}
     copy_of(shared_three, paths["t1"])  # `new "a red fox" --chunks 3`; its reports are written into it
-    cli("branch", str(paths["t1"]), "--at", "2", "--to", str(paths["branch"]), "--chunks", "1", "--prompt", "a wolf",
-        "--device", "cpu")
+    cli(
+        "branch",
+        str(paths["t1"]),
+        "--at",
+        "2",
+        "--to",
+        str(paths["branch"]),
+        "--chunks",
+        "1",
+        "--prompt",
+        "a wolf",
+        "--device",
+        "cpu",
+    )
     cli("new", FOX, "--chunks", "2", "--no-scaling", "--session", str(paths["plain"]), "--device", "cpu")
     return paths
 
@@ -57,7 +69,8 @@ def test_stream_t1_report_holds_candidates_survivors_path_and_thumbnails(session
     for k, chunk in enumerate(data["chunks"]):
         record = session.record(k)
         assert [(c["index"], c["parent"], c["fused"], c["kept"]) for c in chunk["candidates"]] == [
-            (c["index"], c["parent"], c["fused"], c["kept"]) for c in record["candidates"]]
+            (c["index"], c["parent"], c["fused"], c["kept"]) for c in record["candidates"]
+        ]
         assert len(chunk["candidates"]) == 4
         survivors = sorted(c["index"] for c in chunk["candidates"] if c["kept"])
         assert survivors == sorted(b["candidate"] for b in record["beams"])
@@ -108,11 +121,13 @@ def test_bad_input_is_a_one_line_error(sessions: dict[str, Path], tmp_path: Path
     shutil.copytree(sessions["t1"], damaged)
     (damaged / STORE_DIR / "zarr.json").unlink()
     (damaged / "report.html").unlink(missing_ok=True)
-    for args, needle in ((["report", str(damaged)], "is damaged"),
-                         (["report", str(tmp_path / "nowhere")], "no session at"),
-                         (["report", str(sessions["t1"]), "--out", str(tmp_path / "no" / "r.html")], "does not exist"),
-                         (["report", str(sessions["t1"]), "--out", str(tmp_path)], "is a folder"),
-                         (["report", str(sessions["t1"]), "--thumbs", "0"], "--thumbs must be")):
+    for args, needle in (
+        (["report", str(damaged)], "is damaged"),
+        (["report", str(tmp_path / "nowhere")], "no session at"),
+        (["report", str(sessions["t1"]), "--out", str(tmp_path / "no" / "r.html")], "does not exist"),
+        (["report", str(sessions["t1"]), "--out", str(tmp_path)], "is a folder"),
+        (["report", str(sessions["t1"]), "--thumbs", "0"], "--thumbs must be"),
+    ):
         result = runner.invoke(app, args)
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert result.exit_code == 2 and len(lines) == 1 and needle in lines[0], result.output
@@ -121,15 +136,32 @@ def test_bad_input_is_a_one_line_error(sessions: dict[str, Path], tmp_path: Path
 
 def synthetic_session(path: Path, chunks: int) -> Session:
     """A Stream-T1 session of synthetic records (4 candidates, 2 beams, sink events) and 4x4 frames."""
-    spec = SessionSpec(preset="tiny", seed=7, stream=StreamConfig(), prompts=(PromptSwitch(0, "synthetic"),),
-                       scaling=ScalingConfig(), rewards=RewardNames("proxy", "proxy"))
+    spec = SessionSpec(
+        preset="tiny",
+        seed=7,
+        stream=StreamConfig(),
+        prompts=(PromptSwitch(0, "synthetic"),),
+        scaling=ScalingConfig(),
+        rewards=RewardNames("proxy", "proxy"),
+    )
     session = Session.create(path, spec)
     rng = random.Random(0)
     events = [None, None]
     for k in range(chunks):
-        cands = [{"index": i, "parent": None if k == 0 else i // 2, "child": i % 2, "seed": k * 1000 + i,
-                  "short": rng.random(), "long": rng.random(), "fused": rng.random(), "kept": False, "flag": None}
-                 for i in range(4)]
+        cands = [
+            {
+                "index": i,
+                "parent": None if k == 0 else i // 2,
+                "child": i % 2,
+                "seed": k * 1000 + i,
+                "short": rng.random(),
+                "long": rng.random(),
+                "fused": rng.random(),
+                "kept": False,
+                "flag": None,
+            }
+            for i in range(4)
+        ]
         kept = sorted(range(4), key=lambda i: -cands[i]["fused"])[:2]
         beams = []
         for i in kept:
@@ -140,9 +172,15 @@ def synthetic_session(path: Path, chunks: int) -> Session:
                 event = {"start_frame": 3 * (k - 2), "route": rng.choice(["discard", "ema", "append"])}
             beams.append({"candidate": i, "sink_frames": 3 + 3 * rng.randrange(5), "last_sink_event": event})
         events = [b["last_sink_event"] for b in beams]
-        record = {"chunk": k, "start_frame": 3 * k, "alpha": min(k / 6, 0.4), "candidates": cands, "beams": beams,
-                  "seconds": {"denoise": rng.random(), "decode": rng.random(), "long_reward": rng.random()},
-                  "prompt": "synthetic"}
+        record = {
+            "chunk": k,
+            "start_frame": 3 * k,
+            "alpha": min(k / 6, 0.4),
+            "candidates": cands,
+            "beams": beams,
+            "seconds": {"denoise": rng.random(), "decode": rng.random(), "long_reward": rng.random()},
+            "prompt": "synthetic",
+        }
         frames = torch.randint(0, 256, (2, 3, 9 if k == 0 else 12, 4, 4), dtype=torch.uint8)
         session.commit(record, torch.zeros(2, 1, 1, 1, 1), torch.zeros(2, 1, 1, 1, 1), frames)
     return session
@@ -187,11 +225,14 @@ def test_report_rewrite_is_atomic_under_a_concurrent_reader(sessions: dict[str, 
     finally:
         stop.set()
         reader.join()
+
     def whole(page: str) -> bool:
         if page in pages:
             return True
         found = ISLAND.search(page)
-        return page.endswith("</html>\n") and found is not None and json.loads(found.group(1))["sessions"][0]["head"] == 3
+        return (
+            page.endswith("</html>\n") and found is not None and json.loads(found.group(1))["sessions"][0]["head"] == 3
+        )
 
     assert all(whole(page) for page in seen)
     assert len(seen & set(pages)) == 2  # both versions were read while being replaced
@@ -213,6 +254,8 @@ def test_sparkline_shows_the_trend_of_the_last_values():
 
 
 def test_report_imports_no_model_code():
-    code = ("import sys, sessions.report; "
-            "print(sorted({'diffusers', 'transformers', 'sessions.runner'} & set(sys.modules)))")
+    code = (
+        "import sys, sessions.report; "
+        "print(sorted({'diffusers', 'transformers', 'sessions.runner'} & set(sys.modules)))"
+    )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"

@@ -59,7 +59,9 @@ def smooth_clip(frames: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     y, x = torch.meshgrid(torch.arange(64.0), torch.arange(48.0), indexing="ij")
     t = torch.arange(frames, dtype=torch.float32).view(-1, 1, 1)
-    base = torch.stack([128 + 100 * torch.sin((x + 2 * t) / 7), 128 + 100 * torch.cos((y - t) / 9), 2 * (x + y) + 0 * t])
+    base = torch.stack(
+        [128 + 100 * torch.sin((x + 2 * t) / 7), 128 + 100 * torch.cos((y - t) / 9), 2 * (x + y) + 0 * t]
+    )
     return (base + 20 * torch.randn(base.shape, generator=g)).clamp(0, 255).to(torch.uint8)
 
 
@@ -67,8 +69,15 @@ def test_h264_round_trip_equals_a_written_and_read_mp4(tmp_path: Path):
     clip = smooth_clip(21, seed=3)
     ours = h264_round_trip(clip, fps=16)
     path = tmp_path / "clip.mp4"
-    with imageio.get_writer(path, fps=16, codec="libx264", pixelformat="yuv420p", quality=None,
-                            macro_block_size=1, output_params=["-threads", "8"]) as writer:
+    with imageio.get_writer(
+        path,
+        fps=16,
+        codec="libx264",
+        pixelformat="yuv420p",
+        quality=None,
+        macro_block_size=1,
+        output_params=["-threads", "8"],
+    ) as writer:
         for frame in clip.permute(1, 2, 3, 0).numpy():
             writer.append_data(frame)
     with imageio.get_reader(path) as reader:

@@ -214,7 +214,14 @@ def hpsv3(tmp_path_factory):
     assert "model.embed_tokens.weight" in state and "visual.merger.ln_q.weight" in state  # the old layout
     save_file(state, checkpoint)
     scorer = HPSv3Scorer.from_files(checkpoint, processor_dir, "cpu", F32)
-    return {"scorer": scorer, "net": net, "head": head, "tok": tok, "checkpoint": checkpoint, "processor": processor_dir}
+    return {
+        "scorer": scorer,
+        "net": net,
+        "head": head,
+        "tok": tok,
+        "checkpoint": checkpoint,
+        "processor": processor_dir,
+    }
 
 
 def hpsv3_reference(h, frames: Tensor, prompt: str) -> tuple[Tensor, Tensor]:
@@ -224,7 +231,9 @@ def hpsv3_reference(h, frames: Tensor, prompt: str) -> tuple[Tensor, Tensor]:
     grid = processed["image_grid_thw"]
     ids = prompt_ids(h["tok"], "image", INSTRUCTION.format(text_prompt=prompt), int(grid[0].prod()) // 4)
     with torch.no_grad():
-        hidden = hidden_states(h["net"].model, ids, len(frames), pixel_values=processed["pixel_values"], image_grid_thw=grid)
+        hidden = hidden_states(
+            h["net"].model, ids, len(frames), pixel_values=processed["pixel_values"], image_grid_thw=grid
+        )
         mu = h["head"](hidden)[..., 0]
     reward_at = int((ids == h["tok"].convert_tokens_to_ids(REWARD_TOKEN)).nonzero())
     return mu[:, reward_at], mu[:, -1]
@@ -476,9 +485,7 @@ def test_tokenizer_of_another_vocabulary(hpsv3, tmp_path):
     processor = model_dir / "Qwen2-VL-7B-Instruct"
     write_base_folder(processor, ["<|extra|>"], tie=False, template_in_tokenizer=False)  # one token more
     rows = len(hpsv3["tok"])
-    message = raises_one_line(
-        "tokenizer", lambda: HPSv3Scorer.from_files(hpsv3["checkpoint"], processor, "cpu", F32)
-    )
+    message = raises_one_line("tokenizer", lambda: HPSv3Scorer.from_files(hpsv3["checkpoint"], processor, "cpu", F32))
     assert f"{processor} has {rows + 1} tokens" in message and f"holds {rows} token embeddings" in message, message
     assert str(hpsv3["checkpoint"]) in message and f"--model-dir {model_dir}" in message, message
     assert "does not hold" not in message and "other sizes" not in message, message  # not blamed on the file

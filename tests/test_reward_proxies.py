@@ -199,12 +199,15 @@ def test_proxies_by_name():
     assert short.is_proxy and long.is_proxy
 
 
-@pytest.mark.parametrize(("short", "long", "listed"), [
-    ("none", "proxy", "proxy, hpsv3"),
-    ("proxy", "none", "proxy, videoreward"),
-    ("videoreward", "proxy", "proxy, hpsv3"),
-    ("proxy", "hpsv3", "proxy, videoreward"),
-])
+@pytest.mark.parametrize(
+    ("short", "long", "listed"),
+    [
+        ("none", "proxy", "proxy, hpsv3"),
+        ("proxy", "none", "proxy, videoreward"),
+        ("videoreward", "proxy", "proxy, hpsv3"),
+        ("proxy", "hpsv3", "proxy, videoreward"),
+    ],
+)
 def test_unknown_names(short: str, long: str, listed: str):
     with pytest.raises(StreamT1Error, match=listed) as err:
         build(short, long)
@@ -241,7 +244,11 @@ def test_real_models_get_their_paths(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert calls["hpsv3"] == (tmp_path / "HPSv3/HPSv3.safetensors", tmp_path / "Qwen2-VL-7B-Instruct", cpu, bf16)
     assert calls["videoreward"] == (tmp_path / "VideoReward", cpu, bf16)
     assert (HPSV3_CHECKPOINT, HPSV3_PROCESSOR_DIR, VIDEOREWARD_DIR, VIDEOREWARD_BASE_DIR) == (
-        Path("HPSv3/HPSv3.safetensors"), Path("Qwen2-VL-7B-Instruct"), Path("VideoReward"), Path("Qwen2-VL-2B-Instruct"))
+        Path("HPSv3/HPSv3.safetensors"),
+        Path("Qwen2-VL-7B-Instruct"),
+        Path("VideoReward"),
+        Path("Qwen2-VL-2B-Instruct"),
+    )
 
 
 def test_defaults_cover_every_preset():

@@ -88,23 +88,30 @@ def test_ema_merge_needs_matching_sizes():
         ema_merge(small, segment(3, 1.0, layers=1), 0.9)
 
 
-@pytest.mark.parametrize("kwargs,needle", [
-    (dict(top_k=0), "--top-k"),
-    (dict(max_sink_frames=-3), "--max-sink"),
-    (dict(noise_sigma=1.5), "--noise-sigma"),
-    (dict(beam_size=0), "--beam-size"),
-    (dict(fusion_cap=2.0), "--fusion-cap"),
-    (dict(window_chunks=0), "--window-chunks"),
-])
+@pytest.mark.parametrize(
+    "kwargs,needle",
+    [
+        (dict(top_k=0), "--top-k"),
+        (dict(max_sink_frames=-3), "--max-sink"),
+        (dict(noise_sigma=1.5), "--noise-sigma"),
+        (dict(beam_size=0), "--beam-size"),
+        (dict(fusion_cap=2.0), "--fusion-cap"),
+        (dict(window_chunks=0), "--window-chunks"),
+    ],
+)
 def test_invalid_scaling_config_is_a_clear_error(kwargs, needle):
     with pytest.raises(StreamT1Error, match=needle):
         ScalingConfig(**kwargs)
 
 
-@pytest.mark.parametrize("stream,valid,invalid", [
-    (StreamConfig(), [3, 6, 15, 18], [0, 2, 4, 14, 16]),
-    (StreamConfig(chunk_frames=2, sink_frames=2, local_window_frames=8), [2, 4, 10], [0, 1, 3, 9]),
-], ids=["sink3-chunk3", "sink2-chunk2"])
+@pytest.mark.parametrize(
+    "stream,valid,invalid",
+    [
+        (StreamConfig(), [3, 6, 15, 18], [0, 2, 4, 14, 16]),
+        (StreamConfig(chunk_frames=2, sink_frames=2, local_window_frames=8), [2, 4, 10], [0, 1, 3, 9]),
+    ],
+    ids=["sink3-chunk3", "sink2-chunk2"],
+)
 def test_sink_cap_is_the_initial_sink_plus_whole_chunks(stream, valid, invalid):
     for frames in valid:
         ScalingConfig(max_sink_frames=frames).check_stream(stream)

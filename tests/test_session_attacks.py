@@ -47,9 +47,12 @@ def whale(shared_whale: Path) -> Iterator[Path]:
 
 
 def spawn(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "streamt1_cli", *args, "--quiet"],
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamt1_cli", *args, "--quiet"],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def whole_chunks(path: Path) -> int:
@@ -71,8 +74,10 @@ def whole(path: Path) -> int:
 
 def mount_tmpfs(where: Path, options: str) -> bool:
     where.mkdir(exist_ok=True)
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True).returncode
+        == 0
+    )
 
 
 class Disk:
@@ -85,10 +90,15 @@ class Disk:
     def fill(self, leave: int) -> None:
         self.free()
         if not self.real:
+
             def no_space(*args, **kwargs):
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            for target in ("sessions.video.imageio.get_writer", "sessions.video.iio.imwrite",
-                           "sessions.records.atomic_write"):
+
+            for target in (
+                "sessions.video.imageio.get_writer",
+                "sessions.video.iio.imwrite",
+                "sessions.records.atomic_write",
+            ):
                 self._monkeypatch.setattr(target, no_space)
             return
         with open(self.path / ".filler", "wb", buffering=0) as f:
@@ -336,12 +346,15 @@ def test_errors_give_the_right_advice(three: Path, tmp_path: Path):
 
 
 # --- 9. final.json --------------------------------------------------------------------------------
-@pytest.mark.parametrize("text, needle", [
-    ("garbage", "JSONDecodeError"),
-    ("[]", "not a {head, beam} pair"),
-    ('{"head": 3, "beam": "x"}', "not a {head, beam} pair"),
-    ('{"head": 3, "beam": 7}', "beam 7, but the last chunk has beams 0..1"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("garbage", "JSONDecodeError"),
+        ("[]", "not a {head, beam} pair"),
+        ('{"head": 3, "beam": "x"}', "not a {head, beam} pair"),
+        ('{"head": 3, "beam": 7}', "beam 7, but the last chunk has beams 0..1"),
+    ],
+)
 def test_a_broken_final_pick_is_one_line(three: Path, tmp_path: Path, text: str, needle: str):
     session = copy_of(three, tmp_path / "s")
     (session / "final.json").write_text(text)
@@ -351,16 +364,22 @@ def test_a_broken_final_pick_is_one_line(three: Path, tmp_path: Path, text: str,
 
 
 # --- 10. hand edits -------------------------------------------------------------------------------
-@pytest.mark.parametrize("edit, needle", [
-    (("window_chunks = 10", "window_chunks = 2.5"), "scaling.window_chunks = 2.5 is not a whole number"),
-    (("long_threshold = 0.2", "long_threshold = nan"), "scaling.long_threshold = nan is not a finite number"),
-    (("shift = 5.0", "shift = 0"), "timestep shift"),
-    (("fps = 16", "fps = 100000"), "fps must be"),
-    (("    250.0,\n", "    2500.0,\n"), "denoising timesteps must lie in (0, 1000]"),
-    (("    250.0,\n", "    true,\n"), "stream.timesteps = [1000.0, 750.0, 500.0, True] is not a list of finite numbers"),
-    (("[stream]\n", "[stream]\nwidth = 64\n"), "stream.width is not a setting"),
-    (('positions = "auto"', 'positions = "auto"\nmodel_dir = "weights"'), "model_dir is not an absolute path"),
-])
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        (("window_chunks = 10", "window_chunks = 2.5"), "scaling.window_chunks = 2.5 is not a whole number"),
+        (("long_threshold = 0.2", "long_threshold = nan"), "scaling.long_threshold = nan is not a finite number"),
+        (("shift = 5.0", "shift = 0"), "timestep shift"),
+        (("fps = 16", "fps = 100000"), "fps must be"),
+        (("    250.0,\n", "    2500.0,\n"), "denoising timesteps must lie in (0, 1000]"),
+        (
+            ("    250.0,\n", "    true,\n"),
+            "stream.timesteps = [1000.0, 750.0, 500.0, True] is not a list of finite numbers",
+        ),
+        (("[stream]\n", "[stream]\nwidth = 64\n"), "stream.width is not a setting"),
+        (('positions = "auto"', 'positions = "auto"\nmodel_dir = "weights"'), "model_dir is not an absolute path"),
+    ],
+)
 def test_hand_edits_that_looked_valid_are_refused(three: Path, tmp_path: Path, edit: tuple[str, str], needle: str):
     session = copy_of(three, tmp_path / "s")
     spec = session / SPEC_FILE
@@ -412,8 +431,10 @@ def test_one_rule_for_export_targets(three: Path, tmp_path: Path):
 
 def test_no_session_inside_another(three: Path):
     before = tree_digest(three)
-    for args in (("branch", str(three), "--at", "1", "--to", str(three / STORE_DIR / "chunks" / "99")),
-                 ("new", FOX, "--session", str(three / "inner"))):
+    for args in (
+        ("branch", str(three), "--at", "1", "--to", str(three / STORE_DIR / "chunks" / "99")),
+        ("new", FOX, "--session", str(three / "inner")),
+    ):
         assert f"inside the session {three.resolve()}" in one_line_error(*args)
     assert tree_digest(three) == before
 
@@ -435,12 +456,15 @@ SLOW_SECOND_COMMIT = (
 )
 
 
-@pytest.mark.parametrize("sig, said", [(signal.SIGTERM, b"stopped by SIGTERM"), (signal.SIGHUP, b"stopped by SIGHUP"),
-                                       (signal.SIGINT, b"interrupted")])
+@pytest.mark.parametrize(
+    "sig, said",
+    [(signal.SIGTERM, b"stopped by SIGTERM"), (signal.SIGHUP, b"stopped by SIGHUP"), (signal.SIGINT, b"interrupted")],
+)
 def test_stop_signals_write_the_queued_chunk_and_say_how_to_resume(tmp_path: Path, sig: int, said: bytes):
     path = tmp_path / "s"
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_SECOND_COMMIT, str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_SECOND_COMMIT, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     assert proc.stdout.readline().strip() == b"committing"
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)

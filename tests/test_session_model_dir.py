@@ -31,12 +31,15 @@ RUN = ("--preset", "longlive", "--no-scaling", "--device", "cpu")
 def weights(tmp_path_factory) -> Path:
     """A model dir in the diffusers layout holding tiny random weights."""
     root = tmp_path_factory.mktemp("weights")
-    write_diffusers(root, {
-        "transformer": _randomize(WanTransformer3DModel(**PRESET.transformer), 1),
-        "vae": _randomize(AutoencoderKLWan(**PRESET.vae), 2),
-        "t5": _randomize(UMT5EncoderModel(UMT5Config(**PRESET.text_encoder)), 3),
-        "tokenizer": _tokenizer(),
-    })
+    write_diffusers(
+        root,
+        {
+            "transformer": _randomize(WanTransformer3DModel(**PRESET.transformer), 1),
+            "vae": _randomize(AutoencoderKLWan(**PRESET.vae), 2),
+            "t5": _randomize(UMT5EncoderModel(UMT5Config(**PRESET.text_encoder)), 3),
+            "tokenizer": _tokenizer(),
+        },
+    )
     return root
 
 
@@ -53,7 +56,8 @@ def tiny_longlive(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 def test_continue_and_branch_use_the_weights_folder_the_session_was_made_with(
-        weights: Path, tiny_longlive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    weights: Path, tiny_longlive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     shutil.copytree(weights, tiny_longlive / "w")
     session = tmp_path / "s"
     cli("new", PROMPT, "--session", str(session), "--model-dir", "w", "--chunks", "1", *RUN)  # relative
@@ -75,16 +79,30 @@ def test_continue_and_branch_use_the_weights_folder_the_session_was_made_with(
     # --model-dir and the variable override the remembered folder (here: one that does not exist).
     nowhere = tmp_path / "nowhere"
     assert f"model dir {nowhere} does not exist" in one_line_error(
-        "continue", str(session), "--chunks", "1", "--model-dir", str(nowhere), "--device", "cpu")
+        "continue", str(session), "--chunks", "1", "--model-dir", str(nowhere), "--device", "cpu"
+    )
     monkeypatch.setenv(MODEL_DIR_ENV, str(nowhere))
     assert f"model dir {nowhere} does not exist" in one_line_error(
-        "continue", str(session), "--chunks", "1", "--device", "cpu")
+        "continue", str(session), "--chunks", "1", "--device", "cpu"
+    )
     monkeypatch.delenv(MODEL_DIR_ENV)
 
     # A branch given another folder remembers that one; the parent keeps its own.
     other = tmp_path / "other"
-    cli("branch", str(session), "--at", "2", "--to", str(other), "--chunks", "1", "--model-dir", str(weights),
-        "--device", "cpu")
+    cli(
+        "branch",
+        str(session),
+        "--at",
+        "2",
+        "--to",
+        str(other),
+        "--chunks",
+        "1",
+        "--model-dir",
+        str(weights),
+        "--device",
+        "cpu",
+    )
     assert Session.open(other).spec.model_dir == str(weights.resolve())
     assert_same_run(full, other, upto=2)
 
@@ -107,7 +125,8 @@ def test_a_session_without_a_remembered_folder_needs_one_as_before(weights: Path
     spec.write_text("\n".join(line for line in spec.read_text().splitlines() if not line.startswith("model_dir =")))
     assert Session.open(session).spec.model_dir is None
     assert "needs downloaded weights: pass --model-dir DIR or set" in one_line_error(
-        "continue", str(session), "--chunks", "1", "--device", "cpu")
+        "continue", str(session), "--chunks", "1", "--device", "cpu"
+    )
     cli("continue", str(session), "--chunks", "1", "--device", "cpu", "--model-dir", str(weights))
 
 

@@ -18,8 +18,11 @@ from tests.helpers import cli, copy_of, one_line_error, tree_digest
 
 
 def data_file(session: Path, chunk: int, array: str) -> Path:
-    return next(p for p in (session / STORE_DIR / "chunks" / str(chunk) / array).rglob("*")
-                if p.is_file() and p.name != "zarr.json")
+    return next(
+        p
+        for p in (session / STORE_DIR / "chunks" / str(chunk) / array).rglob("*")
+        if p.is_file() and p.name != "zarr.json"
+    )
 
 
 def test_damaged_store_is_detected_and_left_alone(three: Path, tmp_path: Path):
@@ -46,13 +49,16 @@ def test_damaged_store_is_detected_and_left_alone(three: Path, tmp_path: Path):
     assert "is corrupt (head -2)" in one_line_error("continue", str(ahead), "--chunks", "1")
 
 
-@pytest.mark.parametrize("edit, needle", [
-    (lambda t: t.replace('preset = "tiny"', 'preset = "huge"'), "preset 'huge'"),
-    (lambda t: t.replace("chunk_frames = 3", "chunk_frames = 0"), "bad stream or scaling settings"),
-    (lambda t: t.replace("seed = 42", 'seed = "x"'), "seed is not"),
-    (lambda t: "\n".join(line for line in t.splitlines() if not line.startswith("format =")), "format is None"),
-    (lambda t: 'extra = 1\n' + t, "unknown keys ['extra']"),
-])
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        (lambda t: t.replace('preset = "tiny"', 'preset = "huge"'), "preset 'huge'"),
+        (lambda t: t.replace("chunk_frames = 3", "chunk_frames = 0"), "bad stream or scaling settings"),
+        (lambda t: t.replace("seed = 42", 'seed = "x"'), "seed is not"),
+        (lambda t: "\n".join(line for line in t.splitlines() if not line.startswith("format =")), "format is None"),
+        (lambda t: "extra = 1\n" + t, "unknown keys ['extra']"),
+    ],
+)
 def test_edited_or_foreign_spec_is_refused(three: Path, tmp_path: Path, edit, needle: str):
     session = copy_of(three, tmp_path / "s")
     spec = session / SPEC_FILE
@@ -76,7 +82,9 @@ def test_a_replaced_parent_is_refused(tmp_path: Path):
 
 def test_branch_keeps_the_parents_schedule_unless_reprompted(tmp_path: Path):
     script = tmp_path / "s.toml"
-    script.write_text('[[prompt]]\nat_chunk = 0\nprompt = "a red fox"\n[[prompt]]\nat_chunk = 2\nprompt = "a blue bird"\n')
+    script.write_text(
+        '[[prompt]]\nat_chunk = 0\nprompt = "a red fox"\n[[prompt]]\nat_chunk = 2\nprompt = "a blue bird"\n'
+    )
     parent = tmp_path / "parent"
     cli("new", "--script", str(script), "--chunks", "1", "--session", str(parent))
     cli("branch", str(parent), "--at", "1", "--to", str(tmp_path / "reseed"), "--seed", "7", "--chunks", "1")
@@ -132,10 +140,13 @@ def test_options_that_would_do_nothing_and_notes(tmp_path: Path):
     message = one_line_error("new", "x", "--session", str(tmp_path / "p"), "--no-scaling", "--beam-size", "3")
     assert "--beam-size would do nothing" in message and not (tmp_path / "p").exists()
     script = tmp_path / "s.toml"
-    script.write_text('[[prompt]]\nat_chunk = 0\nprompt = "a red fox"\n[[prompt]]\nat_chunk = 4\nprompt = "a blue bird"\n')
+    script.write_text(
+        '[[prompt]]\nat_chunk = 0\nprompt = "a red fox"\n[[prompt]]\nat_chunk = 4\nprompt = "a blue bird"\n'
+    )
     session = tmp_path / "s"
-    assert "from chunk(s) [4] start after the 1 chunks" in cli("new", "--script", str(script), "--chunks", "1",
-                                                                "--session", str(session))
+    assert "from chunk(s) [4] start after the 1 chunks" in cli(
+        "new", "--script", str(script), "--chunks", "1", "--session", str(session)
+    )
     assert Session.open(session).spec.compute == Compute("cpu", "float32")
     assert "not bitwise" in cli("continue", str(session), "--chunks", "1", "--dtype", "bfloat16")
 
@@ -162,12 +173,16 @@ def test_a_session_in_use_is_never_removed_and_parent_loops_are_errors(three: Pa
 
 def test_reprompting_drops_later_script_switches_and_bad_values_are_one_line(tmp_path: Path):
     script = tmp_path / "s.toml"
-    script.write_text('[[prompt]]\nat_chunk = 0\nprompt = "a red fox"\n[[prompt]]\nat_chunk = 3\nprompt = "a blue bird"\n')
+    script.write_text(
+        '[[prompt]]\nat_chunk = 0\nprompt = "a red fox"\n[[prompt]]\nat_chunk = 3\nprompt = "a blue bird"\n'
+    )
     session = tmp_path / "s"
     cli("new", "--script", str(script), "--chunks", "1", "--session", str(session))
     cli("continue", str(session), "--chunks", "1", "--prompt", "a cat")
     assert Session.open(session).spec.schedule == {0: "a red fox", 1: "a cat"}
-    assert "--seed must be a whole number" in one_line_error("new", "x", "--session", str(tmp_path / "n"), "--seed", "-1")
+    assert "--seed must be a whole number" in one_line_error(
+        "new", "x", "--session", str(tmp_path / "n"), "--seed", "-1"
+    )
     blocker = tmp_path / "afile"
     blocker.write_text("")
     assert "cannot create a session" in one_line_error("new", "x", "--session", str(blocker / "s"))

@@ -69,8 +69,14 @@ def test_plain_sessions_resume_exactly(tmp_path: Path):
 def test_prompt_switch_recaches_exactly_the_window(tiny_models):
     models = tiny_models
     config = StreamConfig()
-    stream = ChunkLoop(models, config, ScalingConfig(), (SharpnessProxy(), TemporalConsistencyProxy()), 4,
-                       {0: "a red fox", 5: "a blue bird"})
+    stream = ChunkLoop(
+        models,
+        config,
+        ScalingConfig(),
+        (SharpnessProxy(), TemporalConsistencyProxy()),
+        4,
+        {0: "a red fox", 5: "a blue bird"},
+    )
     for _ in range(5):
         stream.step()
     before = stream.beams
@@ -84,7 +90,9 @@ def test_prompt_switch_recaches_exactly_the_window(tiny_models):
     sink = KVCache(sink=beam.cache.sink)
     _, c3 = model.forward_chunk(beam.latents_at(9)[None], torch.zeros(1), 9, text, model.build_prefix(sink, 4, 4), True)
     with3 = KVCache(sink=beam.cache.sink, window=(c3,))
-    _, c4 = model.forward_chunk(beam.latents_at(12)[None], torch.zeros(1), 12, text, model.build_prefix(with3, 4, 4), True)
+    _, c4 = model.forward_chunk(
+        beam.latents_at(12)[None], torch.zeros(1), 12, text, model.build_prefix(with3, 4, 4), True
+    )
     recached = stream.recache_window(beam, text)
     assert recached.sink == beam.cache.sink  # the very same sink segments
     for got, want in zip(recached.window, (c3, c4)):
@@ -110,7 +118,9 @@ def test_prompt_switch_on_continue_keeps_the_past(full6: Path, tmp_path: Path):
 
 def test_script_schedule(tmp_path: Path):
     script = tmp_path / "s.toml"
-    script.write_text('[[prompt]]\nat_chunk = 0\nprompt = "a red fox"\n[[prompt]]\nat_seconds = 1.0\nprompt = "a blue bird"\n')
+    script.write_text(
+        '[[prompt]]\nat_chunk = 0\nprompt = "a red fox"\n[[prompt]]\nat_seconds = 1.0\nprompt = "a blue bird"\n'
+    )
     cli("new", "--script", str(script), "--chunks", "3", "--session", str(tmp_path / "s"))
     assert Session.open(tmp_path / "s").spec.schedule == {0: "a red fox", 1: "a blue bird"}
 
@@ -182,9 +192,23 @@ def test_killed_runs_reopen_at_a_whole_chunk_and_finish_identically(full6: Path,
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for trial in range(22):
         path = tmp_path / f"t{trial}"
-        proc = subprocess.Popen([sys.executable, "-m", "streamt1_cli", "new", "a red fox", "--chunks", "6",
-                                 "--session", str(path), "--quiet"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamt1_cli",
+                "new",
+                "a red fox",
+                "--chunks",
+                "6",
+                "--session",
+                str(path),
+                "--quiet",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         # SIGKILL at a random moment once the session exists; Ctrl-C (SIGINT), SIGTERM or SIGHUP once
         # a chunk is in, where each must end the run cleanly (exit 128 + signal) and say how to continue
         sig = {7: signal.SIGTERM, 10: signal.SIGINT, 15: signal.SIGHUP, 21: signal.SIGTERM}.get(trial, signal.SIGKILL)

@@ -77,10 +77,17 @@ dtype = "float32"
 
 def full_spec() -> SessionSpec:
     return SessionSpec(
-        preset="tiny", seed=7, stream=StreamConfig(), scaling=ScalingConfig(top_k=1, horizon_frames=9),
-        prompts=(PromptSwitch(0, "a red fox"), PromptSwitch(2, "a blue bird")), rewards=RewardNames("proxy", "proxy"),
-        parent=ParentRef("/sessions/p", 1, "0123456789abcdef0123456789abcdef"), compute=Compute("cpu", "float32"),
-        positions=PositionMode.ABSOLUTE, model_dir="/weights", id="99656705d159456089bc0458185124ca",
+        preset="tiny",
+        seed=7,
+        stream=StreamConfig(),
+        scaling=ScalingConfig(top_k=1, horizon_frames=9),
+        prompts=(PromptSwitch(0, "a red fox"), PromptSwitch(2, "a blue bird")),
+        rewards=RewardNames("proxy", "proxy"),
+        parent=ParentRef("/sessions/p", 1, "0123456789abcdef0123456789abcdef"),
+        compute=Compute("cpu", "float32"),
+        positions=PositionMode.ABSOLUTE,
+        model_dir="/weights",
+        id="99656705d159456089bc0458185124ca",
     )
 
 
@@ -117,8 +124,9 @@ def test_plain_forms_are_the_old_dicts():
     spec = full_spec()
     plain = spec.to_dict()
     assert plain["prompts"] == [{"from_chunk": 0, "prompt": "a red fox"}, {"from_chunk": 2, "prompt": "a blue bird"}]
-    assert json.dumps(prompts_to_plain(spec.prompts)) == ('[{"from_chunk": 0, "prompt": "a red fox"}, '
-                                                          '{"from_chunk": 2, "prompt": "a blue bird"}]')
+    assert json.dumps(prompts_to_plain(spec.prompts)) == (
+        '[{"from_chunk": 0, "prompt": "a red fox"}, {"from_chunk": 2, "prompt": "a blue bird"}]'
+    )
     assert prompts_from_plain(plain["prompts"]) == spec.prompts
     assert plain["rewards"] == ["proxy", "proxy"] and plain["positions"] == "absolute"
     assert plain["parent"] == {"path": "/sessions/p", "at": 1, "id": "0123456789abcdef0123456789abcdef"}
@@ -133,32 +141,35 @@ def test_reprompting_keeps_earlier_switches_only():
     assert spec.reprompted(2, "a cat").prompts == (PromptSwitch(0, "a red fox"), PromptSwitch(2, "a cat"))
 
 
-@pytest.mark.parametrize("edit, needle", [
-    (("preset = \"tiny\"", "preset = \"huge\""), "preset 'huge' is not one of"),
-    (("seed = 7", "seed = -1"), "seed is not a whole number in [0, 2^62)"),
-    (("seed = 7", "seed = true"), "seed is not a whole number"),
-    (("format = \"streamt1-session\"", "format = \"other\""), "format is 'other', not 'streamt1-session'"),
-    (("format_version = 3", "format_version = \"3\""), "format_version is missing"),
-    (("created_by = \"streamt1\"", "created_by = \"streamt1\"\nextra = 1"), "unknown keys ['extra']"),
-    (("chunk_frames = 3", "chunk_frames = 0"), "bad stream or scaling settings: chunk size"),
-    (("chunk_frames = 3", "chunk_frames = 3.0"), "stream.chunk_frames = 3.0 is not a whole number"),
-    (("max_sink_frames = 15", "max_sink_frames = 14"), "bad stream or scaling settings: --max-sink"),
-    (("beam_size = 2", "beam_size = 0"), "bad stream or scaling settings: --beam-size"),
-    (("noise_sigma = -0.1", "noise_sigma = inf"), "scaling.noise_sigma = inf is not a finite number"),
-    (("ema_alpha = 0.999", "ema_alpha = 0.999\nspeed = 2"), "scaling.speed is not a setting"),
-    (("from_chunk = 0,", "from_chunk = 1,"), "prompts is not a sorted list"),
-    (("from_chunk = 2,", "from_chunk = 0,"), "prompts is not a sorted list"),
-    (("prompt = \"a blue bird\"", "prompt = 5"), "prompts is not a sorted list"),
-    (("    \"proxy\",\n]", "]"), "rewards is not a [short, long] pair of names"),
-    (("at = 1", "at = \"1\""), "parent is not a {path, at, id} table"),
-    (("at = 1", "at = 1\nhow = 2"), "parent is not a {path, at, id} table"),
-    (("dtype = \"float32\"", "dtype = 32"), "compute is not a {device, dtype} table"),
-    (("positions = \"absolute\"", "positions = \"far\""), "positions is not one of"),
-    (("snapshot_every = 40", "snapshot_every = 0"), "snapshot_every is not a whole number >= 1"),
-    (("snapshots_kept = 2", "snapshots_kept = 1.5"), "snapshots_kept is not a whole number >= 1"),
-    (("id = \"99656705d159456089bc0458185124ca\"", "id = \"\""), "id is missing"),
-    (("created_by = \"streamt1\"", "created_by = 1"), "created_by is not text"),
-])
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        (('preset = "tiny"', 'preset = "huge"'), "preset 'huge' is not one of"),
+        (("seed = 7", "seed = -1"), "seed is not a whole number in [0, 2^62)"),
+        (("seed = 7", "seed = true"), "seed is not a whole number"),
+        (('format = "streamt1-session"', 'format = "other"'), "format is 'other', not 'streamt1-session'"),
+        (("format_version = 3", 'format_version = "3"'), "format_version is missing"),
+        (('created_by = "streamt1"', 'created_by = "streamt1"\nextra = 1'), "unknown keys ['extra']"),
+        (("chunk_frames = 3", "chunk_frames = 0"), "bad stream or scaling settings: chunk size"),
+        (("chunk_frames = 3", "chunk_frames = 3.0"), "stream.chunk_frames = 3.0 is not a whole number"),
+        (("max_sink_frames = 15", "max_sink_frames = 14"), "bad stream or scaling settings: --max-sink"),
+        (("beam_size = 2", "beam_size = 0"), "bad stream or scaling settings: --beam-size"),
+        (("noise_sigma = -0.1", "noise_sigma = inf"), "scaling.noise_sigma = inf is not a finite number"),
+        (("ema_alpha = 0.999", "ema_alpha = 0.999\nspeed = 2"), "scaling.speed is not a setting"),
+        (("from_chunk = 0,", "from_chunk = 1,"), "prompts is not a sorted list"),
+        (("from_chunk = 2,", "from_chunk = 0,"), "prompts is not a sorted list"),
+        (('prompt = "a blue bird"', "prompt = 5"), "prompts is not a sorted list"),
+        (('    "proxy",\n]', "]"), "rewards is not a [short, long] pair of names"),
+        (("at = 1", 'at = "1"'), "parent is not a {path, at, id} table"),
+        (("at = 1", "at = 1\nhow = 2"), "parent is not a {path, at, id} table"),
+        (('dtype = "float32"', "dtype = 32"), "compute is not a {device, dtype} table"),
+        (('positions = "absolute"', 'positions = "far"'), "positions is not one of"),
+        (("snapshot_every = 40", "snapshot_every = 0"), "snapshot_every is not a whole number >= 1"),
+        (("snapshots_kept = 2", "snapshots_kept = 1.5"), "snapshots_kept is not a whole number >= 1"),
+        (('id = "99656705d159456089bc0458185124ca"', 'id = ""'), "id is missing"),
+        (('created_by = "streamt1"', "created_by = 1"), "created_by is not text"),
+    ],
+)
 def test_every_value_is_checked_in_one_line(edit: tuple[str, str], needle: str):
     assert edit[0] in OLD_TOML
     message = problem(OLD_TOML.replace(*edit))
@@ -170,8 +181,11 @@ def test_unparsable_and_other_versions_have_their_own_messages():
     assert "is corrupt or foreign (TOMLDecodeError)" in problem(OLD_TOML + "[stream]\n")
     assert "is corrupt or foreign (UnicodeDecodeError)" in problem(b"seed = \xff\n")
     other = problem(OLD_TOML.replace(f"format_version = {FORMAT_VERSION}", "format_version = 99"))
-    assert other == (f"{PATH.parent} was written by a streamt1 with session format 99; this one reads format "
-                     f"{FORMAT_VERSION}: use the matching streamt1 version")
+    assert other == (
+        f"{PATH.parent} was written by a streamt1 with session format 99; this one reads format "
+        f"{FORMAT_VERSION}: use the matching streamt1 version"
+    )
     # A version is reported as such even when the rest would not parse as this version's spec.
-    assert "session format 2" in problem("old_key = 1\n" + OLD_TOML.replace(f"format_version = {FORMAT_VERSION}",
-                                                                           "format_version = 2"))
+    assert "session format 2" in problem(
+        "old_key = 1\n" + OLD_TOML.replace(f"format_version = {FORMAT_VERSION}", "format_version = 2")
+    )

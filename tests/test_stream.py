@@ -52,7 +52,6 @@ def test_stream_config_geometry():
     assert [longlive.pixel_frames(k) for k in range(3)] == [9, 12, 12]  # the first latent frame decodes to 1
     other = StreamConfig(chunk_frames=2, sink_frames=4, local_window_frames=12)
     assert (other.sink_chunks, other.window_chunks, other.start_frame(3), other.pixel_frames(0)) == (2, 3, 6, 5)
-    for bad in (dict(chunk_frames=0), dict(sink_frames=2), dict(local_window_frames=13),
-                dict(local_window_frames=5)):
+    for bad in (dict(chunk_frames=0), dict(sink_frames=2), dict(local_window_frames=13), dict(local_window_frames=5)):
         with pytest.raises(StreamT1Error):
             StreamConfig(**bad)

@@ -23,6 +23,8 @@ def test_fused_decoder_equals_diffusers_decoder(tiny_vae: AutoencoderKLWan, whol
     g = torch.Generator().manual_seed(0)
     for _ in range(3):
         z = torch.randn(1, 16, 3, 8, 8, generator=g)
-        torch.testing.assert_close(fused.decode_chunk(z), plain.decode_chunk(z), rtol=0, atol=1e-5 if convs_as_2d else 1e-6)
+        torch.testing.assert_close(
+            fused.decode_chunk(z), plain.decode_chunk(z), rtol=0, atol=1e-5 if convs_as_2d else 1e-6
+        )
     # the rewiring really happened (the test would pass trivially otherwise)
     assert all(not isinstance(m, torch.nn.SiLU) for m in fast.decoder.modules())

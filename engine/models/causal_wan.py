@@ -101,8 +101,14 @@ class _CausalSelfAttention(WanAttnProcessor):
     """Self-attention of the current chunk over [prefix + chunk]; captures un-rotated K/V if asked.
     Without our layer context it is diffusers' own processor."""
 
-    def __call__(self, attn: WanAttention, hidden_states: Tensor, encoder_hidden_states=None,
-                 attention_mask=None, rotary_emb=None) -> Tensor:
+    def __call__(
+        self,
+        attn: WanAttention,
+        hidden_states: Tensor,
+        encoder_hidden_states=None,
+        attention_mask=None,
+        rotary_emb=None,
+    ) -> Tensor:
         if not isinstance(rotary_emb, _LayerContext):
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         ctx = rotary_emb
@@ -125,8 +131,14 @@ class _CachedCrossAttention(WanAttnProcessor):
     """Cross-attention reading the prompt's precomputed K/V instead of projecting text every call.
     Without our per-layer text it is diffusers' own processor."""
 
-    def __call__(self, attn: WanAttention, hidden_states: Tensor, encoder_hidden_states=None,
-                 attention_mask=None, rotary_emb=None) -> Tensor:
+    def __call__(
+        self,
+        attn: WanAttention,
+        hidden_states: Tensor,
+        encoder_hidden_states=None,
+        attention_mask=None,
+        rotary_emb=None,
+    ) -> Tensor:
         if not isinstance(encoder_hidden_states, _LayerText):
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         q = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1))
@@ -157,8 +169,10 @@ class CausalWanTransformer(nn.Module):
         of a grid_h x grid_w grid."""
         rope = self.wan.rope
         if position < 0 or position + num_frames > rope.max_seq_len:
-            raise ValueError(f"positions {position}..{position + num_frames - 1} are outside the rotary table "
-                             f"({rope.max_seq_len} frames)")
+            raise ValueError(
+                f"positions {position}..{position + num_frames - 1} are outside the rotary table "
+                f"({rope.max_seq_len} frames)"
+            )
         tables = []
         # adapted from diffusers v0.42.1 (models/transformers/transformer_wan.py, WanRotaryPosEmbed.forward),
         # with the time rows starting at `position`
@@ -196,8 +210,9 @@ class CausalWanTransformer(nn.Module):
         return TextContext(tuple(keys), tuple(values))
 
     @torch.no_grad()
-    def build_prefix(self, cache: KVCache, grid_h: int, grid_w: int,
-                     positions: Sequence[int] | None = None) -> AttentionPrefix | None:
+    def build_prefix(
+        self, cache: KVCache, grid_h: int, grid_w: int, positions: Sequence[int] | None = None
+    ) -> AttentionPrefix | None:
         """Rotate every cached segment at its rotary position (default: its own start frame) and
         concatenate them in attention order."""
         segments = cache.segments
@@ -264,7 +279,12 @@ class CausalWanTransformer(nn.Module):
         flow = rearrange(
             wan.proj_out(hidden),
             "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)",
-            f=frames // p_t, h=grid_h, w=grid_w, pt=p_t, ph=p_h, pw=p_w,
+            f=frames // p_t,
+            h=grid_h,
+            w=grid_w,
+            pt=p_t,
+            ph=p_h,
+            pw=p_w,
         )
 
         segment = None

@@ -113,8 +113,9 @@ def load_models(preset: Preset, model_dir: Path | None, device: torch.device, dt
         preset=preset,
         transformer=CausalWanTransformer(cast_for_inference(loaded.transformer, dtype).to(device)),
         decoder=StreamingVaeDecoder(cast_for_inference(loaded.vae, dtype).to(device)),
-        prompts=PromptEncoder(cast_for_inference(loaded.text_encoder, dtype).to(device), loaded.tokenizer,
-                              preset.text_len),
+        prompts=PromptEncoder(
+            cast_for_inference(loaded.text_encoder, dtype).to(device), loaded.tokenizer, preset.text_len
+        ),
         device=device,
         dtype=dtype,
     )

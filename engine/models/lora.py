@@ -61,8 +61,6 @@ def merge_lora(
         w = weights[key]
         rank = a.shape[0]
         if a.ndim != 2 or b.ndim != 2 or b.shape[1] != rank or (b.shape[0], a.shape[1]) != tuple(w.shape):
-            raise ValueError(
-                f"LoRA shapes A {list(a.shape)}, B {list(b.shape)} do not fit {key} {list(w.shape)}"
-            )
+            raise ValueError(f"LoRA shapes A {list(a.shape)}, B {list(b.shape)} do not fit {key} {list(w.shape)}")
         merged[key] = w.float() + (alpha / rank) * (b.float() @ a.float())
     return merged

@@ -107,8 +107,7 @@ class StreamingVaeDecoder:
             outs = []
             for i in range(x.shape[2]):
                 outs.append(
-                    vae.decoder(x[:, :, i : i + 1], feat_cache=self._feats, feat_idx=[0],
-                                first_chunk=self._frames == 0)
+                    vae.decoder(x[:, :, i : i + 1], feat_cache=self._feats, feat_idx=[0], first_chunk=self._frames == 0)
                 )
                 self._frames += 1
             out = torch.cat(outs, 2)

@@ -52,8 +52,27 @@ def h264_round_trip(clip: Tensor, fps: int) -> Tensor:
     if height % 2 or width % 2:
         raise ValueError(f"H.264 in yuv420p needs an even frame size, got {height}x{width}")
     raw = clip.cpu().permute(1, 2, 3, 0).contiguous().numpy().tobytes()
-    mp4 = _ffmpeg(["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "pipe:0",
-                   *H264_OUTPUT, "-movflags", "frag_keyframe+empty_moov", "-f", "mp4", "pipe:1"], raw)
+    mp4 = _ffmpeg(
+        [
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{width}x{height}",
+            "-r",
+            str(fps),
+            "-i",
+            "pipe:0",
+            *H264_OUTPUT,
+            "-movflags",
+            "frag_keyframe+empty_moov",
+            "-f",
+            "mp4",
+            "pipe:1",
+        ],
+        raw,
+    )
     decoded = _ffmpeg(["-i", "pipe:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"], mp4)
     out = torch.frombuffer(bytearray(decoded), dtype=torch.uint8)
     if out.numel() != len(raw):

@@ -42,8 +42,14 @@ from engine.weights import download_fix, foreign_error, load_strict, read_json, 
 # Qwen2-VL's own special tokens and its chat template reduced to what a reward prompt uses: for
 # building offline tokenizers (tests, benchmarks) where the real tokenizer cannot be downloaded.
 QWEN2_VL_SPECIAL_TOKENS = (
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-    "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
 )
 REWARD_CHAT_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}<|im_start|>system\n"
@@ -71,7 +77,9 @@ def load_tokenizer(
     tokenizer = read_tokenizer(folder)
     tokenizer.add_special_tokens({"additional_special_tokens": list(special_tokens)})
     if tokenizer.chat_template is None:
-        found = [d / QWEN_CHAT_TEMPLATE_FILE for d in (folder, *template_dirs) if (d / QWEN_CHAT_TEMPLATE_FILE).exists()]
+        found = [
+            d / QWEN_CHAT_TEMPLATE_FILE for d in (folder, *template_dirs) if (d / QWEN_CHAT_TEMPLATE_FILE).exists()
+        ]
         if not found:
             raise foreign_error(folder, "a Qwen2-VL chat template", "none in its tokenizer files or chat_template.json")
         tokenizer.chat_template = read_json(found[0]).get("chat_template")

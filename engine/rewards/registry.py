@@ -30,9 +30,7 @@ def check_reward_names(short: str, long: str) -> None:
 
 def _weights(model_dir: Path | None, name: str) -> Path:
     if model_dir is None:
-        raise WeightsError(
-            f"the {name} reward needs downloaded weights: pass --model-dir DIR, or use the proxy reward"
-        )
+        raise WeightsError(f"the {name} reward needs downloaded weights: pass --model-dir DIR, or use the proxy reward")
     return Path(model_dir)
 
 

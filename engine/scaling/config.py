@@ -22,25 +22,38 @@ class ScalingConfig:
     """
 
     beam_size: int = field(default=2, metadata={"help": "Children per surviving beam."})
-    top_k: int = field(default=2, metadata={
-        "help": "Beams kept from each chunk's pool of beam_size x top_k candidates."})
-    noise_sigma: float = field(default=-0.1, metadata={
-        "help": "Noise propagation: weight of the parent's noise, in [-1, 1]."})
-    short_threshold: float = field(default=0.0, metadata={
-        "help": "Memory sinking: short-term reward rise that flags a chunk."})
-    long_threshold: float = field(default=0.2, metadata={
-        "help": "Memory sinking: long-term reward drop that makes a flagged chunk APPEND."})
-    fusion_cap: float = field(default=0.4, metadata={
-        "help": "Largest weight of the short-term reward in the fused score."})
+    top_k: int = field(
+        default=2, metadata={"help": "Beams kept from each chunk's pool of beam_size x top_k candidates."}
+    )
+    noise_sigma: float = field(
+        default=-0.1, metadata={"help": "Noise propagation: weight of the parent's noise, in [-1, 1]."}
+    )
+    short_threshold: float = field(
+        default=0.0, metadata={"help": "Memory sinking: short-term reward rise that flags a chunk."}
+    )
+    long_threshold: float = field(
+        default=0.2, metadata={"help": "Memory sinking: long-term reward drop that makes a flagged chunk APPEND."}
+    )
+    fusion_cap: float = field(
+        default=0.4, metadata={"help": "Largest weight of the short-term reward in the fused score."}
+    )
     window_chunks: int = field(default=10, metadata={"help": "Long-term reward window, in chunks."})
-    max_sink_frames: int = field(default=15, metadata={
-        "option": "max_sink",
-        "help": "Largest sink, in latent frames: the initial sink plus whole chunks (3, 6, 9, ...)."})
+    max_sink_frames: int = field(
+        default=15,
+        metadata={
+            "option": "max_sink",
+            "help": "Largest sink, in latent frames: the initial sink plus whole chunks (3, 6, 9, ...).",
+        },
+    )
     ema_alpha: float = 0.999  # EMA weight of a merged sink (no option: the reference's constant)
-    horizon_frames: int = field(default=21, metadata={
-        "option": "horizon",
-        "help": "Latent frames the fusion weight ramps over, kept by `continue` (default: the length asked "
-                "for here, as the reference's num_output_frames: 5 s = 21)."})
+    horizon_frames: int = field(
+        default=21,
+        metadata={
+            "option": "horizon",
+            "help": "Latent frames the fusion weight ramps over, kept by `continue` (default: the length asked "
+            "for here, as the reference's num_output_frames: 5 s = 21).",
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.beam_size < 1 or self.top_k < 1:
@@ -66,8 +79,10 @@ class ScalingConfig:
         extra = self.max_sink_frames - sink
         if extra < 0 or extra % chunk:
             valid = ", ".join(str(sink + j * chunk) for j in range(5))
-            raise StreamT1Error(f"--max-sink must be the initial sink ({sink}) plus whole chunks of {chunk} latent "
-                                f"frames: {valid}, ... (got {self.max_sink_frames})")
+            raise StreamT1Error(
+                f"--max-sink must be the initial sink ({sink}) plus whole chunks of {chunk} latent "
+                f"frames: {valid}, ... (got {self.max_sink_frames})"
+            )
 
     @property
     def candidates(self) -> int:

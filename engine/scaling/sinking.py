@@ -13,8 +13,14 @@ from dataclasses import replace
 from engine.models.kv_cache import CacheSegment, KVCache, SinkRoute
 
 
-def sink_flag(short: float, earlier_short_mean: float | None, long: float, previous_long: float | None,
-              short_threshold: float, long_threshold: float) -> SinkRoute:
+def sink_flag(
+    short: float,
+    earlier_short_mean: float | None,
+    long: float,
+    previous_long: float | None,
+    short_threshold: float,
+    long_threshold: float,
+) -> SinkRoute:
     """short_increase = short - mean(earlier shorts of this beam); long_drop = previous long - long.
     EMA if the short-term reward rose and the long-term one did not drop; APPEND if it rose while
     the long-term reward dropped (a locally good chunk worth remembering); else DISCARD."""
@@ -37,8 +43,9 @@ def ema_merge(sink: CacheSegment, evicted: CacheSegment, alpha: float) -> CacheS
     return replace(sink, keys=keys, values=values)
 
 
-def route_evicted(cache: KVCache, evicted: tuple[CacheSegment, ...], max_sink_frames: int,
-                  alpha: float) -> tuple[KVCache, list[tuple[int, SinkRoute]]]:
+def route_evicted(
+    cache: KVCache, evicted: tuple[CacheSegment, ...], max_sink_frames: int, alpha: float
+) -> tuple[KVCache, list[tuple[int, SinkRoute]]]:
     """Apply each evicted chunk's flag to `cache`; returns the new cache and (start_frame, route
     taken) events. APPEND turns into EMA when the sink is full."""
     events = []

@@ -13,7 +13,9 @@ from sessions.report.thumbs import Thumb
 FORMAT, VERSION = "streamt1-report", 1
 
 
-def session_data(view: SessionView, name: str, video_href: str, plots: list[Plot], thumbs: list[Thumb]) -> dict[str, Any]:
+def session_data(
+    view: SessionView, name: str, video_href: str, plots: list[Plot], thumbs: list[Thumb]
+) -> dict[str, Any]:
     return {
         "name": name,
         "path": str(view.path),
@@ -28,8 +30,16 @@ def session_data(view: SessionView, name: str, video_href: str, plots: list[Plot
         "final_candidates": view.final_candidates(),
         "chunks": [asdict(ch) for ch in view.chunks],
         "evictions": [asdict(e) for e in view.evictions],
-        "contact_sheet": [{"chunk": t.chunk, "beam": t.beam, "frame": t.frame, "seconds": t.seconds,
-                           "href": f"{video_href}#t={t.seconds:.3f}"} for t in thumbs],
+        "contact_sheet": [
+            {
+                "chunk": t.chunk,
+                "beam": t.beam,
+                "frame": t.frame,
+                "seconds": t.seconds,
+                "href": f"{video_href}#t={t.seconds:.3f}",
+            }
+            for t in thumbs
+        ],
         "plots": {p.title: {"image": p.uri is not None, "note": p.note} for p in plots},
     }
 

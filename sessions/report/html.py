@@ -49,21 +49,36 @@ def _plot(plot: Plot) -> str:
 
 
 def _thumb(t: Thumb, video_href: str, caption: str) -> str:
-    return (f'<a href="{escape(video_href)}#t={t.seconds:.3f}" title="chunk {t.chunk}, beam {t.beam}, frame {t.frame}">'
-            f'<img alt="chunk {t.chunk}" src="{t.uri}"></a>{caption}')
+    return (
+        f'<a href="{escape(video_href)}#t={t.seconds:.3f}" title="chunk {t.chunk}, beam {t.beam}, frame {t.frame}">'
+        f'<img alt="chunk {t.chunk}" src="{t.uri}"></a>{caption}'
+    )
 
 
 def spec_rows(view: SessionView, video_href: str, video_exists: bool) -> list[tuple[str, str]]:
     """Spec, lineage and a summary of the run, as (label, HTML) rows."""
     spec = view.spec
     sc = spec.scaling
-    mode = ("plain LongLive (one candidate a chunk, no rewards)" if sc is None else
-            f"Stream-T1: {sc.beam_size} children x {sc.top_k} beams = {sc.candidates} "
-            f"candidates a chunk")
-    rows = [("session", escape(str(view.path))), ("id", escape(spec.id)),
-            ("preset", escape(spec.preset) + (" <span class=warn>UNTRAINED random-init weights: the video is noise "
-                                              "by design</span>" if view.untrained else "")),
-            ("seed", str(spec.seed)), ("mode", escape(mode))]
+    mode = (
+        "plain LongLive (one candidate a chunk, no rewards)"
+        if sc is None
+        else f"Stream-T1: {sc.beam_size} children x {sc.top_k} beams = {sc.candidates} candidates a chunk"
+    )
+    rows = [
+        ("session", escape(str(view.path))),
+        ("id", escape(spec.id)),
+        (
+            "preset",
+            escape(spec.preset)
+            + (
+                " <span class=warn>UNTRAINED random-init weights: the video is noise by design</span>"
+                if view.untrained
+                else ""
+            ),
+        ),
+        ("seed", str(spec.seed)),
+        ("mode", escape(mode)),
+    ]
     if spec.rewards:
         rows.append(("rewards", f"short: {escape(spec.rewards.short)}, long: {escape(spec.rewards.long)}"))
     if sc is not None:
@@ -85,25 +100,37 @@ def spec_rows(view: SessionView, video_href: str, video_exists: bool) -> list[tu
         rows.append(("time", f"{seconds:.1f} s in the chunk loop ({seconds / len(view.chunks):.2f} s a chunk)"))
     if view.evictions:
         routes = Counter(e.route for e in view.evictions if view.final_path[e.chunk] == e.beam)
-        rows.append(("final pick's evictions", escape(", ".join(f"{r} {n}" for r, n in sorted(routes.items())) or "none")))
+        rows.append(
+            ("final pick's evictions", escape(", ".join(f"{r} {n}" for r, n in sorted(routes.items())) or "none"))
+        )
     video = f'<a href="{escape(video_href)}">{escape(video_href)}</a>'
     rows.append(("video", video if video_exists else video + " (written when the run ends; not there yet)"))
     return rows
 
 
-def session_section(view: SessionView, name: str, plots: list[Plot], thumbs: list[Thumb], video_href: str,
-                    video_exists: bool, sampled: bool) -> str:
+def session_section(
+    view: SessionView,
+    name: str,
+    plots: list[Plot],
+    thumbs: list[Thumb],
+    video_href: str,
+    video_exists: bool,
+    sampled: bool,
+) -> str:
     sheet = "".join(f"<figure>{_thumb(t, video_href, f'{t.chunk} &middot; {t.seconds:.2f}s')}</figure>" for t in thumbs)
-    sheet_note = ("<p class=note>Evenly sampled chunks; the JSON island lists which.</p>" if sampled else "")
-    return (f"<section><h2>{escape(name)}</h2>{_rows(spec_rows(view, video_href, video_exists))}"
-            + "".join(_plot(p) for p in plots)
-            + f"<h3>Contact sheet (final pick; click a frame to open the video there)</h3>{sheet_note}"
-            + (f"<div class=sheet>{sheet}</div>" if thumbs else "<p class=note>No chunk committed yet.</p>")
-            + "</section>")
+    sheet_note = "<p class=note>Evenly sampled chunks; the JSON island lists which.</p>" if sampled else ""
+    return (
+        f"<section><h2>{escape(name)}</h2>{_rows(spec_rows(view, video_href, video_exists))}"
+        + "".join(_plot(p) for p in plots)
+        + f"<h3>Contact sheet (final pick; click a frame to open the video there)</h3>{sheet_note}"
+        + (f"<div class=sheet>{sheet}</div>" if thumbs else "<p class=note>No chunk committed yet.</p>")
+        + "</section>"
+    )
 
 
-def compare_section(names: list[str], plot: Plot, sheets: list[list[Thumb]], chunks: list[int],
-                    video_hrefs: list[str]) -> str:
+def compare_section(
+    names: list[str], plot: Plot, sheets: list[list[Thumb]], chunks: list[int], video_hrefs: list[str]
+) -> str:
     """Rewards on one axis, and the contact sheets in one table, a column per chunk."""
     head = "<tr><th></th>" + "".join(f"<th>{k}</th>" for k in chunks) + "</tr>"
     body = ""
@@ -113,13 +140,17 @@ def compare_section(names: list[str], plot: Plot, sheets: list[list[Thumb]], chu
             by_chunk.setdefault(t.chunk, []).append(t)
         cells = "".join("<td>" + "".join(_thumb(t, href, "") for t in by_chunk.get(k, [])) + "</td>" for k in chunks)
         body += f"<tr><th>{escape(name)}</th>{cells}</tr>"
-    return (f"<section><h2>Comparison</h2>{_plot(plot)}<h3>Contact sheets by chunk (final picks)</h3>"
-            f"<div class=scroll><table class=align>{head}{body}</table></div></section>")
+    return (
+        f"<section><h2>Comparison</h2>{_plot(plot)}<h3>Contact sheets by chunk (final picks)</h3>"
+        f"<div class=scroll><table class=align>{head}{body}</table></div></section>"
+    )
 
 
 def page(title: str, subtitle: str, sections: list[str], data: dict[str, Any]) -> str:
     island = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")  # no early end of the script element
-    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
-            f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{CSS}</style></head><body><main>"
-            f"<h1>{escape(title)}</h1><p class=note>{escape(subtitle)}</p>{''.join(sections)}</main>"
-            f'<script type="application/json" id="{DATA_ID}">{island}</script></body></html>\n')
+    return (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
+        f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{CSS}</style></head><body><main>"
+        f"<h1>{escape(title)}</h1><p class=note>{escape(subtitle)}</p>{''.join(sections)}</main>"
+        f'<script type="application/json" id="{DATA_ID}">{island}</script></body></html>\n'
+    )

@@ -60,8 +60,11 @@ def rewards(view: SessionView) -> Plot:
     pick's path as a line; the fusion weight alpha on the right axis of the fused panel."""
     title = "Rewards"
     if not view.scored:
-        return Plot(title, note="No reward plots: this is a plain LongLive session (--no-scaling), which makes one "
-                                "candidate a chunk and scores none.")
+        return Plot(
+            title,
+            note="No reward plots: this is a plain LongLive session (--no-scaling), which makes one "
+            "candidate a chunk and scores none.",
+        )
     chunks = view.chunks
     rewards = view.spec.rewards
     names = {"short": rewards.short, "long": rewards.long} if rewards else {"short": "?", "long": "?"}
@@ -73,14 +76,26 @@ def rewards(view: SessionView) -> Plot:
             _bands(ax, chunks, key)
         else:
             _points(ax, chunks, key, size)
-        ax.plot([ch.chunk for ch in chunks], view.final_scores(key),
-                color=FINAL, lw=1.4 if len(chunks) <= SCATTER_CHUNKS else 0.7, label="final pick", zorder=4)
+        ax.plot(
+            [ch.chunk for ch in chunks],
+            view.final_scores(key),
+            color=FINAL,
+            lw=1.4 if len(chunks) <= SCATTER_CHUNKS else 0.7,
+            label="final pick",
+            zorder=4,
+        )
         ax.set_ylabel(f"{key}" + (f" ({names[key]})" if key in names else " score"))
         _chunk_axis(ax, view)
         _mark_branch(ax, view)
     twin = axes[2].twinx()
-    twin.plot([ch.chunk for ch in chunks], [ch.alpha for ch in chunks], color="#2ca02c", ls="--", lw=1.2,
-              label="alpha (short-term weight)")
+    twin.plot(
+        [ch.chunk for ch in chunks],
+        [ch.alpha for ch in chunks],
+        color="#2ca02c",
+        ls="--",
+        lw=1.2,
+        label="alpha (short-term weight)",
+    )
     twin.set_ylim(0, 1)
     twin.set_ylabel("alpha")
     handles, labels = axes[0].get_legend_handles_labels()
@@ -108,8 +123,17 @@ def _bands(ax, chunks, key: str) -> None:
     xs = [ch.chunk for ch in chunks]
     for kept, color, label in ((False, PRUNED, "all candidates (range)"), (True, KEPT, "survivors (range)")):
         values = [[getattr(c, key) for c in ch.candidates if c.kept or not kept] for ch in chunks]
-        ax.fill_between(xs, [min(v) for v in values], [max(v) for v in values], color=color, alpha=0.55, lw=0,
-                        step="mid", label=label, zorder=2 + kept)
+        ax.fill_between(
+            xs,
+            [min(v) for v in values],
+            [max(v) for v in values],
+            color=color,
+            alpha=0.55,
+            lw=0,
+            step="mid",
+            label=label,
+            zorder=2 + kept,
+        )
 
 
 def tree(view: SessionView) -> Plot:
@@ -127,7 +151,7 @@ def tree(view: SessionView) -> Plot:
             alive.add((ch.chunk, ch.beams[beam].candidate))
     final = set(zip(range(len(chunks)), view.final_candidates()))
     segments, colors, widths = [], [], []
-    for prev, ch in zip(chunks[first:], chunks[first + 1:]):
+    for prev, ch in zip(chunks[first:], chunks[first + 1 :]):
         for c in ch.candidates:
             src = (prev.chunk, prev.beams[c.parent].candidate)
             dst = (ch.chunk, c.index)
@@ -139,8 +163,14 @@ def tree(view: SessionView) -> Plot:
     fig = Figure(figsize=(WIDTH, height), layout="constrained")
     ax = fig.subplots()
     order = sorted(range(len(segments)), key=lambda i: widths[i])  # the final path drawn last, on top
-    ax.add_collection(LineCollection([segments[i] for i in order], colors=[colors[i] for i in order],
-                                     linewidths=[widths[i] for i in order], zorder=1))
+    ax.add_collection(
+        LineCollection(
+            [segments[i] for i in order],
+            colors=[colors[i] for i in order],
+            linewidths=[widths[i] for i in order],
+            zorder=1,
+        )
+    )
     nodes = [(ch.chunk, c.index, c.kept, (ch.chunk, c.index)) for ch in chunks[first:] for c in ch.candidates]
     size = _marker_size(len(nodes)) * 1.5
     for label, pick, style in (
@@ -177,8 +207,14 @@ def sinks(view: SessionView) -> Plot:
         pts = [(ch.chunk, ch.beams[b].sink_frames) for ch in chunks if b < len(ch.beams)]
         xs, ys = zip(*pts)
         top.step(xs, ys, where="mid", lw=1, alpha=0.7, label=f"beam {b}")
-    top.step(range(len(chunks)), [ch.beams[b].sink_frames for ch, b in zip(chunks, view.final_path)], where="mid",
-             color=FINAL, lw=2, label="final pick")
+    top.step(
+        range(len(chunks)),
+        [ch.beams[b].sink_frames for ch, b in zip(chunks, view.final_path)],
+        where="mid",
+        color=FINAL,
+        lw=2,
+        label="final pick",
+    )
     top.axhline(view.spec.scaling.max_sink_frames, color="k", ls="--", lw=0.8, label="max sink")
     top.set_ylim(0, view.spec.scaling.max_sink_frames + 1)
     top.set_ylabel("sink (latent frames)")
@@ -195,8 +231,14 @@ def sinks(view: SessionView) -> Plot:
     bottom.set_xlabel("chunk (evictions: when the chunk left the window)")
     handles, labels = top.get_legend_handles_labels()
     h2, l2 = bottom.get_legend_handles_labels()
-    top.legend(handles + h2, labels + [f"route: {r}" for r in l2], loc="lower left", bbox_to_anchor=(0, 1.02),
-               ncol=5, frameon=False)
+    top.legend(
+        handles + h2,
+        labels + [f"route: {r}" for r in l2],
+        loc="lower left",
+        bbox_to_anchor=(0, 1.02),
+        ncol=5,
+        frameon=False,
+    )
     for ax in (top, bottom):
         _chunk_axis(ax, view)
         _mark_branch(ax, view)
@@ -244,8 +286,14 @@ def compare(views: list[SessionView], names: list[str]) -> Plot:
     axes = fig.subplots(3, 1, sharex=True)
     for ax, key in zip(axes, SCORES):
         for v, name in scored:
-            ax.plot(range(len(v.chunks)), v.final_scores(key),
-                    lw=1.4, marker="o" if len(v.chunks) <= 60 else None, ms=3, label=name)
+            ax.plot(
+                range(len(v.chunks)),
+                v.final_scores(key),
+                lw=1.4,
+                marker="o" if len(v.chunks) <= 60 else None,
+                ms=3,
+                label=name,
+            )
             if v.ancestors:
                 ax.axvline(v.ancestors[0].at - 0.5, color=ax.lines[-1].get_color(), ls=":", lw=1)
         ax.set_ylabel(key)

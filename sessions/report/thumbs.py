@@ -42,8 +42,13 @@ def _jpeg(frame) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def thumbnails(session: Session, view: SessionView, chunks: list[int], per_chunk: int = 1,
-               cache: dict[tuple[int, int, int], str] | None = None) -> list[Thumb]:
+def thumbnails(
+    session: Session,
+    view: SessionView,
+    chunks: list[int],
+    per_chunk: int = 1,
+    cache: dict[tuple[int, int, int], str] | None = None,
+) -> list[Thumb]:
     """`per_chunk` evenly spaced frames of each listed chunk of the final pick. `cache` maps
     (chunk, beam, frame) to a URI across calls: committed frames never change, while the final
     pick's beam at recent chunks does as a run goes on."""

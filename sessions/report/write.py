@@ -61,8 +61,12 @@ def _name(view: SessionView) -> str:
     return view.path.resolve().name
 
 
-def write_report(paths: Path | Sequence[Path], out: Path | None = None, thumbs_per_chunk: int = 1,
-                 caches: Sequence[ReportCache] | None = None) -> Path:
+def write_report(
+    paths: Path | Sequence[Path],
+    out: Path | None = None,
+    thumbs_per_chunk: int = 1,
+    caches: Sequence[ReportCache] | None = None,
+) -> Path:
     """Write the report of one session (default `DIR/report.html`) or a comparison of several
     (`out` required) and return its path. Reads committed chunks only and takes no lock, so it
     runs beside a generating run. `caches`, one per session, make repeated reports cheap."""
@@ -82,8 +86,17 @@ def write_report(paths: Path | Sequence[Path], out: Path | None = None, thumbs_p
         thumbs = thumbnails(session, view, [k for k in shared if k < len(view.chunks)], thumbs_per_chunk, cache.thumbs)
         sheets.append(thumbs)
         figures = [plots.rewards(view), plots.tree(view), plots.sinks(view), plots.timing(view)] if view.chunks else []
-        sections.append(html.session_section(view, name, figures, thumbs, href, (view.path / VIDEO_FILE).exists(),
-                                             sampled=len({t.chunk for t in thumbs}) < len(view.chunks)))
+        sections.append(
+            html.session_section(
+                view,
+                name,
+                figures,
+                thumbs,
+                href,
+                (view.path / VIDEO_FILE).exists(),
+                sampled=len({t.chunk for t in thumbs}) < len(view.chunks),
+            )
+        )
         payload.append(data.session_data(view, name, href, figures, thumbs))
     if len(views) > 1:
         sections.insert(0, html.compare_section(names, plots.compare(views, names), sheets, shared, hrefs))
