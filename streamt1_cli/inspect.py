@@ -12,9 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from engine.config import StreamConfig
+from engine.config import MODEL_DIR_ENV, StreamConfig
 from engine.errors import StreamT1Error
-from engine.models.factory import MODEL_DIR_ENV
 from engine.models.presets import PRESETS
 from engine.scaling.config import ScalingConfig
 from sessions.files import reason

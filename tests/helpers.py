@@ -36,6 +36,7 @@ def one_line(code: int, output: str) -> str:
 def one_line_error(*args: str) -> str:
     """Run the CLI in this process; it must refuse in one `error:` line (exit status 2)."""
     result = runner.invoke(app, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     return one_line(result.exit_code, result.output)
 
 

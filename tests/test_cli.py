@@ -184,12 +184,12 @@ def test_a_broken_video_writer_stops_a_run_before_it_generates(tmp_path: Path, m
         ["new", "a red fox", "--chunks", "1", "--session", str(tmp_path / "n")],
         ["continue", str(session), "--chunks", "1"],
     ):
-        line = one_line_error(args)
+        line = one_line_error(*args)
         assert "no video writer" in line and "pip install imageio-ffmpeg" in line and "no-ffmpeg" in line
     assert not (tmp_path / "n").exists()  # the new session was removed, holding nothing
     assert Session.open(session).head == 1  # the existing one lost no chunk
     monkeypatch.setattr("sessions.video.imageio_ffmpeg", None)  # not installed at all
-    line = one_line_error(["continue", str(session), "--chunks", "1"])
+    line = one_line_error("continue", str(session), "--chunks", "1")
     assert "imageio-ffmpeg is not installed" in line and "pip install imageio-ffmpeg" in line
     assert Session.open(session).head == 1
 
