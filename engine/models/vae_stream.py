@@ -44,10 +44,6 @@ class DecoderState:
         feats = tuple(None if f is None else f.index_select(0, indices.to(f.device)) for f in self.feats)
         return DecoderState(feats, self.frames, int(indices.numel()))
 
-    @property
-    def nbytes(self) -> int:
-        return sum(f.numel() * f.element_size() for f in self.feats if f is not None)
-
 
 class StreamingVaeDecoder:
     """Decodes normalized latent chunks [B, z, F, h, w] to pixels, continuing one causal video.

@@ -80,7 +80,6 @@ class HPSv3Scorer:
     """FrameScorer: HPSv3's mu for each frame against the prompt."""
 
     name = "HPSv3"
-    is_proxy = False
 
     def __init__(self, backbone: QwenVL, head: nn.Sequential) -> None:
         self.backbone = backbone

@@ -49,7 +49,6 @@ class SharpnessProxy:
     """
 
     name = "sharpness-proxy"
-    is_proxy = True
 
     def score_frames(self, frames: Tensor, prompt: str) -> Tensor:
         """[N, 3, H, W] in [-1, 1] (H, W >= 3) -> [N] float32."""
@@ -89,7 +88,6 @@ class TemporalConsistencyProxy:
     """
 
     name = "temporal-proxy"
-    is_proxy = True
 
     def score_clips(self, clips: Tensor, prompt: str, fps: int) -> ClipScores:
         """[B, 3, F, H, W] in [-1, 1] -> overall [B] float32, parts "flicker" and "smoothness"."""

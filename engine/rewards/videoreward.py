@@ -163,7 +163,6 @@ class VideoRewardScorer:
     """ClipScorer: VideoReward's standardized VQ + MQ + TA per clip."""
 
     name = "VideoReward"
-    is_proxy = False
 
     def __init__(
         self,
