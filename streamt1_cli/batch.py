@@ -15,7 +15,9 @@ from streamt1_cli.common import (
     DtypeName,
     DtypeOption,
     ModelDirOption,
+    NoScalingOption,
     PresetName,
+    PresetOption,
     QuietOption,
     SecondsOption,
     console,
@@ -39,17 +41,12 @@ def batch(
             help="Processes (GPUs) that run each session together, candidate-parallel; must divide the job's processes."
         ),
     ] = 1,
-    preset: Annotated[
-        PresetName,
-        typer.Option(help="tiny: random-init, CPU seconds, untrained. longlive: real model, needs --model-dir."),
-    ] = PresetName.tiny,
+    preset: PresetOption = PresetName.tiny,
     model_dir: ModelDirOption = None,
     seconds: SecondsOption = None,
     chunks: ChunksOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the prompts that give none.")] = 42,
-    no_scaling: Annotated[
-        bool, typer.Option("--no-scaling", help="Plain LongLive: one candidate a chunk, no rewards.")
-    ] = False,
+    no_scaling: NoScalingOption = False,
     device: DeviceOption = DeviceName.auto,
     dtype: DtypeOption = DtypeName.auto,
     quiet: QuietOption = False,

@@ -58,6 +58,13 @@ ChunksOption = Annotated[
 ]
 DeviceOption = Annotated[DeviceName, typer.Option(help="Where to run; auto picks cuda when available.")]
 DtypeOption = Annotated[DtypeName, typer.Option(help="Compute dtype; auto: bfloat16 on cuda, float32 on cpu.")]
+PresetOption = Annotated[
+    PresetName,
+    typer.Option(help="tiny: random-init, CPU seconds, untrained. longlive: real model, needs --model-dir."),
+]
+NoScalingOption = Annotated[
+    bool, typer.Option("--no-scaling", help="Plain LongLive: one candidate a chunk, no rewards.")
+]
 QuietOption = Annotated[
     bool, typer.Option("--quiet", "-q", help="No live view (logs, CI); records still go to chunks.jsonl.")
 ]

@@ -31,8 +31,10 @@ from streamt1_cli.common import (
     DtypeName,
     DtypeOption,
     ModelDirOption,
+    NoScalingOption,
     PositionsOption,
     PresetName,
+    PresetOption,
     QuietOption,
     SecondsOption,
     chunks_for,
@@ -218,10 +220,7 @@ def new(
         Optional[Path],
         typer.Option(help="Prompt schedule (TOML, see prompts/*.toml): prompts switching at given seconds or chunks."),
     ] = None,
-    preset: Annotated[
-        PresetName,
-        typer.Option(help="tiny: random-init, CPU seconds, untrained. longlive: real model, needs --model-dir."),
-    ] = PresetName.tiny,
+    preset: PresetOption = PresetName.tiny,
     model_dir: ModelDirOption = None,
     seconds: SecondsOption = None,
     chunks: ChunksOption = None,
@@ -230,9 +229,7 @@ def new(
     dtype: DtypeOption = DtypeName.auto,
     quiet: QuietOption = False,
     compile_blocks: CompileOption = True,
-    no_scaling: Annotated[
-        bool, typer.Option("--no-scaling", help="Plain LongLive: one candidate a chunk, no rewards.")
-    ] = False,
+    no_scaling: NoScalingOption = False,
     positions: PositionsOption = PositionMode.AUTO,
     snapshot_every: Annotated[
         int,
