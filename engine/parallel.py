@@ -12,7 +12,6 @@ cache, the uint8 frames). A world of one is the same code with collectives that 
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -32,14 +31,12 @@ class RankMismatch(StreamT1Error):
 
 @dataclass
 class Traffic:
-    """What a rank received from the others: bytes and seconds, summed since the last `take`."""
+    """Bytes a rank received from the others since the last `take` (the loop times the exchange)."""
 
     bytes: int = 0
-    seconds: float = 0.0
 
-    def take(self) -> tuple[int, float]:
-        out = (self.bytes, self.seconds)
-        self.bytes, self.seconds = 0, 0.0
+    def take(self) -> int:
+        out, self.bytes = self.bytes, 0
         return out
 
 
@@ -70,23 +67,18 @@ class Ranks:
         for i, (short, long) in mine.items():
             table[0, i], table[1, i] = short, long
         if self.size > 1:
-            start = time.perf_counter()
             on = table.to(self.device)
             dist.all_reduce(on, group=self.group)
             table = on.cpu()
-            self.traffic.seconds += time.perf_counter() - start
-            self.traffic.bytes += table.numel() * table.element_size() * (self.size - 1)
+            self.traffic.bytes += table.numel() * table.element_size()
         return table[0].float(), table[1].float()
 
-    def share(
-        self, parts: tuple[dict[str, Any], list[Tensor]] | None, src: int, devices: list[torch.device] | None = None
-    ) -> tuple[dict[str, Any], list[Tensor]]:
+    def share(self, parts: tuple[dict[str, Any], list[Tensor]] | None, src: int) -> tuple[dict[str, Any], list[Tensor]]:
         """Metadata and tensors from rank `src` to every rank; `parts` is None except on `src`.
         Received tensors land where the sender kept them (cpu, or this rank's compute device)."""
         if self.size == 1:
             assert parts is not None
             return parts
-        start = time.perf_counter()
         if self.rank == src:
             meta, tensors = parts
             header = [meta, [(tuple(t.shape), t.dtype, t.device.type) for t in tensors]]
@@ -105,7 +97,6 @@ class Ranks:
             out.append(tensors[i] if self.rank == src else wire.to(home))
             if self.rank != src:
                 self.traffic.bytes += wire.numel() * wire.element_size()
-        self.traffic.seconds += time.perf_counter() - start
         return meta, out
 
     def check_same(self, facts: dict[str, str]) -> None:

@@ -479,7 +479,7 @@ class ChunkLoop:
             kept_latents.append(survivor.latents)
             kept_frames.append(survivor.frames)
         self.beams = new_beams
-        moved, _ = ranks.traffic.take()
+        moved = ranks.traffic.take()
         record = ChunkRecord(
             chunk=self.chunk,
             start_frame=start,
