@@ -12,14 +12,48 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
 from pathlib import Path
 
 import torch
 
-from bench.common import bench_models, device_name, fps, loop_for, new_session, peak_gib, reward_models, timed_run
+from bench.common import (
+    bench_models,
+    device_name,
+    fps,
+    loop_for,
+    new_session,
+    peak_gib,
+    reward_models,
+    sync,
+    timed_run,
+)
 from engine.scaling.config import ScalingConfig
 
 PHASES = ("recache", "denoise", "cache_write", "decode", "short_reward", "long_reward", "commit_wait")
+
+
+def profile_steps(loop, steps: int, mode: str) -> None:
+    """`steps` more chunks of `loop` (outside the session: kernels and host gaps, not commits) under
+    torch.profiler: the top operators by GPU and by host time, and the share of wall time the GPU
+    was busy."""
+    from torch.profiler import ProfilerActivity, profile
+
+    sync(torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            loop.step()
+        sync(torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+        wall = time.perf_counter() - start
+    events = prof.key_averages()
+    gpu_key = "self_device_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    print(f"--- profile {mode}: {steps} chunks, {wall * 1e3 / steps:.1f} ms a chunk")
+    print(events.table(sort_by=gpu_key, row_limit=40, max_name_column_width=70))
+    print(events.table(sort_by="cpu_time_total", row_limit=25, max_name_column_width=70))
+    kernels = sum(e.self_device_time_total for e in events if e.device_type.name == "CUDA") / 1e6
+    print(f"GPU kernel time {kernels * 1e3 / steps:.1f} ms a chunk of {wall * 1e3 / steps:.1f} ms wall")
 
 
 def main() -> None:
@@ -37,6 +71,7 @@ def main() -> None:
     )
     parser.add_argument("--dir", type=Path, default=Path("/tmp/streamt1_bench"))
     parser.add_argument("--json")
+    parser.add_argument("--profile", type=int, default=0, help="then N more chunks under torch.profiler (tables)")
     parser.add_argument("--smoke", action="store_true", help="tiny preset on the CPU: check the script, time nothing")
     args = parser.parse_args()
     models = bench_models(not args.no_compile, args.vae_conv == "2d", args.smoke)
@@ -55,6 +90,8 @@ def main() -> None:
             "median_ms": {p: statistics.median(r.get(p, 0.0) for r in rows) * 1e3 for p in PHASES},
             "peak_gib": peak_gib(),
         }
+        if args.profile:
+            profile_steps(loop, args.profile, mode)
         del loop
     print(f"{'':<12}" + "".join(f"{p:>14}" for p in PHASES) + f"{'chunk':>10}{'FPS':>8}")
     for mode, r in results.items():
