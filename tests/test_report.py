@@ -4,6 +4,8 @@ sessions, a 1,000-chunk session, and atomic rewrites under a concurrent reader."
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import random
 import re
 import shutil
@@ -259,3 +261,15 @@ def test_report_imports_no_model_code():
         "print(sorted({'diffusers', 'transformers', 'sessions.runner'} & set(sys.modules)))"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+def test_run_renders_its_report_in_another_process(sessions: dict[str, Path], tmp_path: Path):
+    """Rendering holds the GIL for long stretches: it must not share the chunk loop's interpreter."""
+    before = {p.pid for p in multiprocessing.active_children()}
+    writer = ReportWriter(sessions["t1"], tmp_path / "report.html")
+    writer.after_commit(1)
+    renderers = {p.pid for p in multiprocessing.active_children()} - before
+    assert renderers and os.getpid() not in renderers
+    assert writer.close() == tmp_path / "report.html"
+    assert ISLAND.search((tmp_path / "report.html").read_text()) is not None
+    assert not {p.pid for p in multiprocessing.active_children()} - before  # the process ended with the run

@@ -3,11 +3,14 @@ atomically, so a browser refreshing it while a run rewrites it never sees half a
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
+import signal
 import tempfile
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,37 +116,67 @@ def _unique(names: list[str]) -> list[str]:
 
 
 class ReportWriter:
-    """Keeps one session's report current while it runs, off the caller's thread: `after_commit(head)`
-    schedules a rewrite when `report_due(head)` and returns at once (a rewrite still waiting to start
-    covers later commits too); `close()` waits for them and writes the final report. Records and
-    thumbnails read once are not read again."""
+    """Keeps one session's report current while it runs, in a process of its own: `after_commit(head)`
+    schedules a rewrite when `report_due(head)` and returns at once (while one renders, due commits
+    are skipped: the next covers them); `close()` waits for it and writes the final report. Rendering
+    (matplotlib, thumbnails, reading the store) is Python-heavy: in a thread it would hold the GIL the
+    chunk loop needs to keep the GPU fed. The process ignores Ctrl-C (the run decides when to stop),
+    runs at a lower priority and keeps its own cache of what it has read, so rewrites stay cheap."""
 
     def __init__(self, session_path: Path, out: Path | None = None, dense: int = DENSE_COMMITS) -> None:
         self.session_path, self.out, self.dense = session_path, out, dense
-        self.cache = ReportCache()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="session-report")
-        self._waiting: Future | None = None
-        self._error: Exception | None = None
-
-    def write(self) -> Path:
-        return write_report(self.session_path, self.out, caches=[self.cache])
-
-    def _write_in_background(self) -> None:
-        try:
-            self.write()
-        except Exception as exc:  # a report must not stop the run; close() raises the first failure
-            self._error = self._error or exc
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=_report_context(), initializer=_quiet_worker)
+        self._last: Future | None = None
+        self._error: BaseException | None = None
 
     def after_commit(self, head: int) -> None:
-        if not report_due(head, self.dense):
+        """Schedule a rewrite if one is due and the last has finished (a later due commit, or
+        `close`, covers the chunks a skipped one would have shown)."""
+        if not report_due(head, self.dense) or not self._last_finished():
             return
-        if self._waiting is not None and not self._waiting.running() and not self._waiting.done():
-            return
-        self._waiting = self._pool.submit(self._write_in_background)
+        self._last = self._pool.submit(_render, self.session_path, self.out)
+
+    def _last_finished(self) -> bool:
+        if self._last is None:
+            return True
+        if not self._last.done():
+            return False
+        self._error = self._error or self._last.exception()
+        return True
 
     def close(self) -> Path:
-        """Finish the scheduled rewrites, then write the report of the final head."""
-        self._pool.shutdown(wait=True)
-        if self._error is not None:
-            raise self._error
-        return self.write()
+        """Finish the scheduled rewrite, then write the report of the final head. A rewrite that
+        failed during the run is raised here (a report must not stop the run)."""
+        try:
+            if self._last is not None:
+                self._last.exception()  # waits
+                self._last_finished()
+            if self._error is not None:
+                raise self._error
+            return self._pool.submit(_render, self.session_path, self.out).result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+_CACHES: dict[tuple[Path, Path | None], ReportCache] = {}  # the report process's reads, per report
+
+
+def _report_context() -> multiprocessing.context.BaseContext:
+    """Report processes fork from a server that imported the report code once (a new process per
+    run would pay for importing torch each time); spawned where there is no fork server."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
+def _quiet_worker() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.nice(10)
+
+
+def _render(session_path: Path, out: Path | None) -> Path:
+    cache = _CACHES.setdefault((session_path, out), ReportCache())
+    return write_report(session_path, out, caches=[cache])
