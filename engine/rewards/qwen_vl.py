@@ -36,6 +36,7 @@ from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLModel
 from engine.errors import WeightsError
 from engine.frames import to_levels
 from engine.model_files import QWEN_CHAT_TEMPLATE_FILE
+from engine.rewards.vision_attention import batch_vision_attention
 from engine.weights import download_fix, foreign_error, load_strict, read_json, read_tokenizer
 
 # The LM head of the reward models' Qwen2VLForConditionalGeneration: stored in their files, unused.
@@ -214,6 +215,9 @@ class QwenVL:
     tokenizer: PreTrainedTokenizerBase
     mean: tuple[float, ...]
     std: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        batch_vision_attention(self.model.visual)
 
     def prompt_ids(self, text: str, vision: Literal["image", "video"], n_vision_tokens: int) -> Tensor:
         """Token ids of the user turn [vision, text] in the chat template, ready for the answer,
