@@ -28,15 +28,15 @@ from bench.common import (
     sync,
     timed_run,
 )
+from engine.rewards.vision_attention import batch_vision_attention
 from engine.scaling.config import ScalingConfig
 
-PHASES = ("recache", "denoise", "cache_write", "decode", "short_reward", "long_reward", "commit_wait")
+PHASES = ("recache", "denoise", "cache_write", "decode", "reward_inputs", "short_reward", "long_reward", "commit_wait")
 
 
 def profile_steps(loop, steps: int, mode: str) -> None:
     """`steps` more chunks of `loop` (outside the session: kernels and host gaps, not commits) under
-    torch.profiler: the top operators by GPU and by host time, and the share of wall time the GPU
-    was busy."""
+    torch.profiler: the top operators by GPU and by host time."""
     from torch.profiler import ProfilerActivity, profile
 
     sync(torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
@@ -52,13 +52,17 @@ def profile_steps(loop, steps: int, mode: str) -> None:
     print(f"--- profile {mode}: {steps} chunks, {wall * 1e3 / steps:.1f} ms a chunk")
     print(events.table(sort_by=gpu_key, row_limit=40, max_name_column_width=70))
     print(events.table(sort_by="cpu_time_total", row_limit=25, max_name_column_width=70))
-    kernels = sum(e.self_device_time_total for e in events if e.device_type.name == "CUDA") / 1e6
-    print(f"GPU kernel time {kernels * 1e3 / steps:.1f} ms a chunk of {wall * 1e3 / steps:.1f} ms wall")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--modes", default="plain,scaled", help="plain, scaled or both (comma-separated)")
+    parser.add_argument(
+        "--modes",
+        default="plain,scaled",
+        help="comma-separated runs: plain (LongLive), scaled (Stream-T1), reference (Stream-T1 scoring the "
+        "reference's reward inputs); a suffix -noreport runs without the live report, -sdpa-vision with "
+        "transformers' own per-image vision attention in the reward models",
+    )
     parser.add_argument("--chunks", type=int, default=12, help="timed chunks (after warm-up)")
     parser.add_argument("--warmup", type=int, default=4)
     parser.add_argument("--rewards", choices=["real", "proxy"], default="real")
@@ -76,11 +80,24 @@ def main() -> None:
     args = parser.parse_args()
     models = bench_models(not args.no_compile, args.vae_conv == "2d", args.smoke)
     results = {}
+    scorers = None
     for mode in args.modes.split(","):
-        scaling = None if mode == "plain" else ScalingConfig()
+        base, *options = mode.split("-", 1)
+        if base not in ("plain", "scaled", "reference") or options not in ([], ["noreport"], ["sdpa-vision"]):
+            parser.error(f"unknown mode {mode}")
+        scaling = (
+            None if base == "plain" else ScalingConfig(reward_inputs="reference" if base == "reference" else "video")
+        )
+        if scaling is not None and scorers is None:
+            scorers = reward_models(args.rewards, args.smoke)
+        for scorer in scorers or ():
+            if hasattr(scorer, "backbone"):  # the real reward models: choose their vision attention
+                batch_vision_attention(scorer.backbone.model.visual)
+                if options == ["sdpa-vision"]:
+                    scorer.backbone.model.visual.config._attn_implementation = "sdpa"
         session = new_session(args.dir / mode, models, scaling, args.rewards)
-        loop = loop_for(session, models, None if scaling is None else reward_models(args.rewards, args.smoke))
-        timed = timed_run(session, loop, args.warmup + args.chunks)
+        loop = loop_for(session, models, None if scaling is None else scorers)
+        timed = timed_run(session, loop, args.warmup + args.chunks, report=options != ["noreport"])
         rate, chunk_ms = fps(timed, args.warmup)
         # committed records: plain LongLive's decode time is known only once its frames are
         rows = [session.record(k)["seconds"] for k in range(args.warmup, session.head)]
@@ -93,14 +110,14 @@ def main() -> None:
         if args.profile:
             profile_steps(loop, args.profile, mode)
         del loop
-    print(f"{'':<12}" + "".join(f"{p:>14}" for p in PHASES) + f"{'chunk':>10}{'FPS':>8}")
+    print(f"{'':<20}" + "".join(f"{p:>14}" for p in PHASES) + f"{'chunk':>10}{'FPS':>8}")
     for mode, r in results.items():
         print(
-            f"{mode:<12}"
+            f"{mode:<20}"
             + "".join(f"{r['median_ms'][p]:>12.1f}ms" for p in PHASES)
             + f"{r['chunk_ms']:>8.1f}ms{r['fps']:>8.2f}"
         )
-    if len(results) == 2:
+    if "scaled" in results and "plain" in results:
         print(f"Stream-T1 / plain chunk time: {results['scaled']['chunk_ms'] / results['plain']['chunk_ms']:.2f}x")
     print(
         f"{device_name()}, rewards {args.rewards}, compile {not args.no_compile}, torch {torch.__version__}, "

@@ -2,8 +2,9 @@
 
 The past of a beam lives in the session store; a beam keeps its KV cache (sink + window), its
 decoder's causal cache, its last chunk's noise and seed, reward statistics, the clean latents of
-the chunks in its attention window (a prompt switch re-caches them) and the frames of the chunks in
-the long-term reward's window. `to_parts`/`from_parts` turn it into named tensors plus JSON-able
+the chunks in its attention window (a prompt switch re-caches them) and the frames and clean
+latents of the chunks in the long-term reward's window (the `reference` reward inputs re-decode
+the latents). `to_parts`/`from_parts` turn it into named tensors plus JSON-able
 metadata: the form snapshots store and processes exchange.
 """
 
@@ -39,6 +40,7 @@ class BeamState:
     reward_frames: tuple[Tensor, ...]  # uint8 [3, F, H, W] CPU of its last chunks the long reward re-scores
     candidate: int  # candidate index it was at its last chunk
     last_sink_event: SinkEvent | None = None
+    reward_latents: tuple[Tensor, ...] = ()  # clean latents [C, F, h, w] float32 CPU of the same chunks
 
     def latents_at(self, start_frame: int) -> Tensor:
         return next(c.latents for c in self.window_latents if c.start_frame == start_frame)
@@ -62,6 +64,7 @@ class BeamState:
         window = {s.start_frame for s in cache.window}
         kept = tuple(c for c in self.window_latents + (latents,) if c.start_frame in window)
         recent = () if frames is None or reward_chunks == 0 else (self.reward_frames + (frames,))[-reward_chunks:]
+        recent_latents = () if reward_chunks == 0 else (self.reward_latents + (latents.latents,))[-reward_chunks:]
         return BeamState(
             cache=cache,
             decoder=decoder,
@@ -74,6 +77,7 @@ class BeamState:
             reward_frames=recent,
             candidate=candidate,
             last_sink_event=events[-1] if events else self.last_sink_event,
+            reward_latents=recent_latents,
         )
 
     @property
@@ -120,11 +124,14 @@ class BeamState:
             tensors[f"latents.{c.start_frame}"] = c.latents
         for i, frames in enumerate(self.reward_frames):
             tensors[f"frames.{i}"] = frames
+        for i, chunk_latents in enumerate(self.reward_latents):
+            tensors[f"reward_latents.{i}"] = chunk_latents
         meta = {
             "segments": segments,
             "decoder": {"cached": cached, "frames": self.decoder.frames, "batch_size": self.decoder.batch_size},
             "window_latents": [c.start_frame for c in self.window_latents],
             "reward_frames": len(self.reward_frames),
+            "reward_latents": len(self.reward_latents),
             "seed": self.seed,
             "short_sum": self.short_sum,
             "short_count": self.short_count,
@@ -162,6 +169,8 @@ class BeamState:
             reward_frames=tuple(tensors[f"frames.{i}"] for i in range(meta["reward_frames"])),
             candidate=meta["candidate"],
             last_sink_event=None if event is None else SinkEvent(**event),
+            # snapshots made before the reference reward inputs hold none (those sessions score video)
+            reward_latents=tuple(tensors[f"reward_latents.{i}"] for i in range(meta.get("reward_latents", 0))),
         )
 
 

@@ -28,6 +28,7 @@ from engine.parallel import Ranks
 from engine.positions import PositionMode, RotaryLayout, rotary_layout
 from engine.records import BeamSummary, CandidateRecord, ChunkRecord, SinkEvent
 from engine.rewards.base import ClipScorer, FrameScorer
+from engine.rewards.inputs import decode_from_scratch, reference_clips
 from engine.sampler import denoise_chunk, shifted_sigmas
 from engine.scaling.config import ScalingConfig
 from engine.scaling.noise import child_seed, first_chunk_seed, plain_seed, propagate_noise
@@ -408,7 +409,7 @@ class ChunkLoop:
     ) -> ChunkOutput:
         """Stream-T1: decode and score this rank's candidates, gather every score, keep the global
         top-k; each survivor's owner writes its cache and shares it, so every rank grows every beam."""
-        cfg, sc, timer, device, ranks = self.config, self.scaling, self.timer, self.models.device, self.ranks
+        cfg, sc, timer, ranks = self.config, self.scaling, self.timer, self.ranks
         n = len(candidates)
         with timer.phase("decode"):
             decoded: dict[int, tuple[Tensor, DecoderState]] = {}
@@ -420,13 +421,12 @@ class ChunkLoop:
                 decoded[i] = (pending.on_device()[0], state)
         scores: dict[int, tuple[float, float]] = {}
         for (parent, _), idx in groups.items():
-            frames = [decoded[i][0] for i in idx]
+            with timer.phase("reward_inputs"):
+                frames, clips = self._reward_inputs(parent, [latents[i] for i in idx], [decoded[i][0] for i in idx])
             with timer.phase("short_reward"):
-                per_frame = self.short_scorer.score_frames(torch.stack(frames).transpose(1, 2).flatten(0, 1), prompt)
-                shorts = short_term(per_frame.cpu(), frames[0].shape[1])
+                per_frame = self.short_scorer.score_frames(frames.transpose(1, 2).flatten(0, 1), prompt)
+                shorts = short_term(per_frame.cpu(), frames.shape[2])
             with timer.phase("long_reward"):
-                past = self._reward_past(parent, device)
-                clips = torch.stack([torch.cat((past, f), dim=1) for f in frames])
                 longs = self.long_scorer.score_clips(clips, prompt, cfg.fps).overall.float().cpu()
             scores.update({i: (float(shorts[row]), float(longs[row])) for row, i in enumerate(idx)})
         with timer.phase("exchange"):
@@ -513,6 +513,23 @@ class ChunkLoop:
 
     def _beam_summaries(self) -> list[BeamSummary]:
         return [BeamSummary(b.candidate, b.cache.sink_frames, b.last_sink_event) for b in self.beams]
+
+    def _reward_inputs(self, parent: int | None, latents: list[Tensor], frames: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """What one parent's candidates are scored on: the short-term scorer's frames [n, 3, F, H, W]
+        and the long-term scorer's clips [n, 3, T, H, W], from each candidate's `latents`
+        [1, C, F, h, w] and streamed `frames` [3, F', H, W]. `video`: the streamed frames, and the
+        parent's last chunks as stored followed by them. `reference`: as the reference pipeline
+        makes them, each chunk re-decoded from scratch, and the window's latents re-decoded from
+        scratch through an H.264 mp4."""
+        cfg, device = self.config, self.models.device
+        if self.scaling.reward_inputs == "video":
+            past = self._reward_past(parent, device)
+            return torch.stack(frames), torch.stack([torch.cat((past, f), dim=1) for f in frames])
+        decoder, piece = self.models.decoder, cfg.chunk_frames
+        history = () if parent is None else self.beams[parent].reward_latents
+        fresh = torch.cat([decode_from_scratch(decoder, x, piece) for x in latents])
+        windows = [torch.cat([*(h[None].to(device) for h in history), x.float()], dim=2) for x in latents]
+        return fresh, torch.cat([reference_clips(decoder, w, cfg.fps, piece) for w in windows])
 
     def _reward_past(self, parent: int | None, device: torch.device) -> Tensor:
         """The parent's last `window_chunks - 1` chunks as float frames [3, F, H, W] (F may be 0):

@@ -205,7 +205,7 @@ def _record(cls: type, raw: Any, problem: SpecProblem) -> Any:
 def _settings(name: str, raw: Any, cls: type) -> dict[str, Any]:
     """The values of a [stream] or [scaling] table as `cls` (StreamConfig, ScalingConfig) takes
     them: each key a field of it, whole numbers for ints, finite numbers for floats (as floats) and
-    lists of finite numbers for tuples, so that a hand edit such as `window_chunks = 2.5` is refused
+    lists of finite numbers for tuples, text for text, so that a hand edit such as `window_chunks = 2.5` is refused
     here. The constructor checks the values themselves."""
     if not isinstance(raw, dict):
         raise SpecProblem(f"{name} is not a table")
@@ -217,12 +217,16 @@ def _settings(name: str, raw: Any, cls: type) -> dict[str, Any]:
             values[key] = value
         elif kind == "float" and _is_number(value):
             values[key] = float(value)
+        elif kind == "str" and isinstance(value, str):
+            values[key] = value
         elif kind == "tuple[float, ...]" and isinstance(value, list) and all(_is_number(v) for v in value):
             values[key] = tuple(float(v) for v in value)
         elif kind == "tuple[float, ...]":
             raise SpecProblem(f"{name}.{key} = {value!r} is not a list of finite numbers")
         elif kind in ("int", "float"):
             raise SpecProblem(f"{name}.{key} = {value!r} is not a {'whole' if kind == 'int' else 'finite'} number")
+        elif kind == "str":
+            raise SpecProblem(f"{name}.{key} = {value!r} is not text")
         else:
             raise SpecProblem(f"{name}.{key} is not a setting that a session can hold")
     return values

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import sys
 from dataclasses import fields, replace
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -18,7 +19,7 @@ from engine.errors import StreamT1Error
 from engine.models.presets import PRESETS
 from engine.positions import PositionMode
 from engine.rewards.registry import DEFAULT_REWARDS, LONG_REWARDS, SHORT_REWARDS, check_rewards
-from engine.scaling.config import ScalingConfig
+from engine.scaling.config import REWARD_INPUTS, ScalingConfig
 from sessions.files import reason
 from sessions.script import read_script
 from sessions.spec import ParentRef, SessionSpec
@@ -54,6 +55,9 @@ if TYPE_CHECKING:
 MAX_SEED = 2**62 - 1  # seeds derived per chunk and candidate stay inside torch's 64-bit range
 STREAM_T1_PANEL = "Stream-T1"  # `new --help` groups the Stream-T1 options; --no-scaling refuses them
 SCALING_DEFAULTS = ScalingConfig()
+
+
+RewardInputs = Enum("RewardInputs", {name: name for name in REWARD_INPUTS}, type=str)  # typer lists the choices
 
 
 def scaling_option(field_name: str) -> typer.models.OptionInfo:
@@ -249,6 +253,9 @@ def new(
     window_chunks: Annotated[int, scaling_option("window_chunks")] = SCALING_DEFAULTS.window_chunks,
     max_sink: Annotated[int, scaling_option("max_sink_frames")] = SCALING_DEFAULTS.max_sink_frames,
     horizon: Annotated[Optional[int], scaling_option("horizon_frames")] = None,  # None: the length asked for
+    reward_inputs: Annotated[RewardInputs, scaling_option("reward_inputs")] = RewardInputs(
+        SCALING_DEFAULTS.reward_inputs
+    ),
     short_reward: Annotated[
         Optional[str],
         typer.Option(
@@ -305,6 +312,7 @@ def new(
                 window_chunks=window_chunks,
                 max_sink_frames=max_sink,
                 horizon_frames=num_chunks * config.chunk_frames if horizon is None else horizon,
+                reward_inputs=reward_inputs.value,
             )
         )
         if scaling is not None:

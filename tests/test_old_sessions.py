@@ -120,6 +120,7 @@ def test_a_format3_session_opens_shows_and_resumes_exactly(tmp_path: Path):
         "max_sink_frames": 15,
         "ema_alpha": 0.999,
         "horizon_frames": 9,
+        "reward_inputs": "video",  # made before the option: it scored the streamed video
     }
     assert (info["rewards"], info["parent"], info["positions"], info["snapshots"]) == (
         ["proxy", "proxy"],

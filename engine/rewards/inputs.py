@@ -25,14 +25,15 @@ from engine.models.vae_stream import StreamingVaeDecoder
 H264_OUTPUT = ("-c:v", "libx264", "-pix_fmt", "yuv420p", "-threads", "8")
 
 
-def decode_from_scratch(decoder: StreamingVaeDecoder, latents: Tensor) -> Tensor:
+def decode_from_scratch(decoder: StreamingVaeDecoder, latents: Tensor, piece: int = 3) -> Tensor:
     """Normalized latents [B, z, F, h, w] -> [B, 3, 4F - 3, H, W] float32 in [-1, 1], decoded as a
-    video of their own (a fresh causal cache, as the reference's `use_cache=False`); the decoder's
-    streaming state is left as it was."""
+    video of their own (a fresh causal cache, as the reference's `use_cache=False`), `piece` latent
+    frames a decoder call (the causal cache makes that one decode; it bounds the memory of a
+    10-chunk window); the decoder's streaming state is left as it was."""
     saved = decoder.state()
     decoder.reset(latents.shape[0])
     try:
-        return decoder.decode_chunk(latents)
+        return torch.cat([decoder.decode_chunk(part) for part in latents.split(piece, dim=2)], dim=2)
     finally:
         decoder.load_state(saved)
 
@@ -80,9 +81,9 @@ def h264_round_trip(clip: Tensor, fps: int) -> Tensor:
     return out.view(frames, height, width, 3).permute(3, 0, 1, 2)
 
 
-def reference_clips(decoder: StreamingVaeDecoder, latents: Tensor, fps: int) -> Tensor:
+def reference_clips(decoder: StreamingVaeDecoder, latents: Tensor, fps: int, piece: int = 3) -> Tensor:
     """VideoReward's input as the reference makes it: window latents [B, z, F, h, w] decoded from
     scratch, truncated to 8 bits, through an H.264 mp4 and back: [B, 3, 4F - 3, H, W] float32 in
     [-1, 1] on the latents' device, at the decoded levels (`from_uint8`)."""
-    pixels = decode_from_scratch(decoder, latents)
+    pixels = decode_from_scratch(decoder, latents, piece)
     return torch.stack([from_uint8(h264_round_trip(to_uint8(clip), fps), latents.device) for clip in pixels])

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from engine.config import StreamConfig
 from engine.errors import StreamT1Error
 
+REWARD_INPUTS = ("video", "reference")
+
 
 @dataclass(frozen=True)
 class ScalingConfig:
@@ -55,6 +57,15 @@ class ScalingConfig:
         },
     )
 
+    reward_inputs: str = field(
+        default="video",
+        metadata={
+            "help": "What the reward models score. video: the streamed frames (12 a chunk) and the clip of the "
+            "beam's last chunks as generated. reference: as the reference pipeline, its chunk re-decoded from "
+            "scratch (9 frames) and the window's latents re-decoded through an H.264 mp4 at 16 fps (slower).",
+        },
+    )
+
     def __post_init__(self) -> None:
         if self.beam_size < 1 or self.top_k < 1:
             raise StreamT1Error(f"--beam-size and --top-k must be >= 1 (got {self.beam_size}, {self.top_k})")
@@ -70,6 +81,10 @@ class ScalingConfig:
             raise StreamT1Error(f"EMA alpha must lie in [0, 1], got {self.ema_alpha}")
         if self.horizon_frames < 1:
             raise StreamT1Error(f"--horizon must be >= 1 latent frame, got {self.horizon_frames}")
+        if self.reward_inputs not in REWARD_INPUTS:
+            raise StreamT1Error(
+                f"--reward-inputs must be one of {', '.join(REWARD_INPUTS)}, got {self.reward_inputs!r}"
+            )
 
     def check_stream(self, stream: StreamConfig) -> None:
         """Refuse a sink cap that is not the initial sink plus whole chunks: the reference appends

@@ -4,13 +4,12 @@ atomically, so a browser refreshing it while a run rewrites it never sees half a
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
-import signal
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,68 +114,75 @@ def _unique(names: list[str]) -> list[str]:
     return [n if names.count(n) == 1 else f"{n} ({i + 1})" for i, n in enumerate(names)]
 
 
+class ReportFailed(OSError):
+    """A background rewrite of the report failed (its own process said why)."""
+
+
 class ReportWriter:
-    """Keeps one session's report current while it runs, in a process of its own: `after_commit(head)`
-    schedules a rewrite when `report_due(head)` and returns at once (while one renders, due commits
-    are skipped: the next covers them); `close()` waits for it and writes the final report. Rendering
-    (matplotlib, thumbnails, reading the store) is Python-heavy: in a thread it would hold the GIL the
-    chunk loop needs to keep the GPU fed. The process ignores Ctrl-C (the run decides when to stop),
-    runs at a lower priority and keeps its own cache of what it has read, so rewrites stay cheap."""
+    """Keeps one session's report current while it runs, each rewrite in a process of its own:
+    `after_commit(head)` starts one when `report_due(head)` and the last has finished (a skipped one
+    is covered by the next) and returns at once; `close()` waits for it and writes the final report.
+    Rendering (matplotlib, thumbnails, reading the store) is Python-heavy: in a thread it would hold
+    the GIL the chunk loop needs to keep the GPU fed. The process runs at a lower priority in a
+    session of its own (a Ctrl-C is the run's to handle) and holds none of the run's output streams,
+    so a run killed outright leaves it to finish its one page and exit."""
 
     def __init__(self, session_path: Path, out: Path | None = None, dense: int = DENSE_COMMITS) -> None:
         self.session_path, self.out, self.dense = session_path, out, dense
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=_report_context(), initializer=_quiet_worker)
-        self._last: Future | None = None
-        self._error: BaseException | None = None
+        self._proc: subprocess.Popen | None = None
+        self._error: str | None = None
+
+    @property
+    def renderer_pid(self) -> int | None:
+        """The process of the rewrite in progress, if one is."""
+        return None if self._finished() else self._proc.pid
 
     def after_commit(self, head: int) -> None:
-        """Schedule a rewrite if one is due and the last has finished (a later due commit, or
-        `close`, covers the chunks a skipped one would have shown)."""
-        if not report_due(head, self.dense) or not self._last_finished():
+        if not report_due(head, self.dense) or not self._finished():
             return
-        self._last = self._pool.submit(_render, self.session_path, self.out)
+        command = [sys.executable, "-m", __name__, str(self.session_path)]
+        self._proc = subprocess.Popen(
+            command + ([] if self.out is None else [str(self.out)]),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
 
-    def _last_finished(self) -> bool:
-        if self._last is None:
+    def _finished(self) -> bool:
+        if self._proc is None:
             return True
-        if not self._last.done():
+        if self._proc.poll() is None:
             return False
-        self._error = self._error or self._last.exception()
+        if self._proc.returncode and self._error is None:
+            said = self._proc.stderr.read().decode(errors="replace").strip().splitlines()
+            self._error = said[-1] if said else f"the report process exited with {self._proc.returncode}"
+        self._proc.stderr.close()
+        self._proc = None
         return True
 
     def close(self) -> Path:
-        """Finish the scheduled rewrite, then write the report of the final head. A rewrite that
-        failed during the run is raised here (a report must not stop the run)."""
-        try:
-            if self._last is not None:
-                self._last.exception()  # waits
-                self._last_finished()
-            if self._error is not None:
-                raise self._error
-            return self._pool.submit(_render, self.session_path, self.out).result()
-        finally:
-            self._pool.shutdown(wait=True)
+        """Wait for the rewrite in progress, then write the report of the final head here. A rewrite
+        that failed during the run is raised here (a report must not stop the run)."""
+        if self._proc is not None:
+            self._proc.wait()
+        self._finished()
+        if self._error is not None:
+            raise ReportFailed(self._error)
+        return write_report(self.session_path, self.out)
 
 
-_CACHES: dict[tuple[Path, Path | None], ReportCache] = {}  # the report process's reads, per report
-
-
-def _report_context() -> multiprocessing.context.BaseContext:
-    """Report processes fork from a server that imported the report code once (a new process per
-    run would pay for importing torch each time); spawned where there is no fork server."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    return context
-
-
-def _quiet_worker() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def main(argv: list[str]) -> int:
+    """`python -m sessions.report.write DIR [OUT]`: one rewrite, as a running session starts it."""
     with contextlib.suppress(OSError):
         os.nice(10)
+    try:
+        write_report(Path(argv[0]), Path(argv[1]) if len(argv) > 1 else None)
+    except Exception as exc:  # one line for the run's note
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
-def _render(session_path: Path, out: Path | None) -> Path:
-    cache = _CACHES.setdefault((session_path, out), ReportCache())
-    return write_report(session_path, out, caches=[cache])
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
