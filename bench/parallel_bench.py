@@ -24,7 +24,7 @@ from engine.scaling.config import ScalingConfig  # noqa: E402
 from sessions.group import follow, join  # noqa: E402
 from sessions.store import Session  # noqa: E402
 
-PHASES = ("denoise", "decode", "short_reward", "long_reward", "exchange", "cache_write", "commit_wait")
+PHASES = ("denoise", "decode", "short_reward", "long_reward", "score_gather", "cache_write", "exchange", "commit_wait")
 
 
 def main() -> None:

@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path("/tmp/streamt1_bench"))
     parser.add_argument("--json")
     parser.add_argument("--profile", type=int, default=0, help="then N more chunks under torch.profiler (tables)")
+    parser.add_argument("--progress", action="store_true", help="a line per chunk with its phases")
     parser.add_argument("--smoke", action="store_true", help="tiny preset on the CPU: check the script, time nothing")
     args = parser.parse_args()
     models = bench_models(not args.no_compile, args.vae_conv == "2d", args.smoke)
@@ -97,7 +98,9 @@ def main() -> None:
                     scorer.backbone.model.visual.config._attn_implementation = "sdpa"
         session = new_session(args.dir / mode, models, scaling, args.rewards)
         loop = loop_for(session, models, None if scaling is None else scorers)
-        timed = timed_run(session, loop, args.warmup + args.chunks, report=options != ["noreport"])
+        timed = timed_run(
+            session, loop, args.warmup + args.chunks, report=options != ["noreport"], progress=args.progress
+        )
         rate, chunk_ms = fps(timed, args.warmup)
         # committed records: plain LongLive's decode time is known only once its frames are
         rows = [session.record(k)["seconds"] for k in range(args.warmup, session.head)]

@@ -429,7 +429,7 @@ class ChunkLoop:
             with timer.phase("long_reward"):
                 longs = self.long_scorer.score_clips(clips, prompt, cfg.fps).overall.float().cpu()
             scores.update({i: (float(shorts[row]), float(longs[row])) for row, i in enumerate(idx)})
-        with timer.phase("exchange"):
+        with timer.phase("score_gather"):  # waits for the slowest rank's candidates
             shorts, longs = ranks.gather_scores(scores, n)
         alpha = fusion_alpha(start, sc.horizon_frames, cfg.chunk_frames, sc.fusion_cap)
         fused = fuse(shorts, longs, alpha)
@@ -452,14 +452,19 @@ class ChunkLoop:
                     sc.long_threshold,
                 )
             )
-            owner = ranks.owner(i, n)
-            mine = None
-            if owner == ranks.rank:
+        # every owner writes its survivors' caches first, so ranks write at once rather than in turn
+        mine: dict[int, _Survivor] = {}
+        for i in kept:
+            if ranks.owner(i, n) == ranks.rank:
                 with timer.phase("cache_write"):
-                    segment = self._cache_segment(latents[i], *contexts[cand.parent], text)
-                mine = _Survivor(latents[i][0].float().cpu(), segment, decoded[i][1], to_uint8(decoded[i][0]))
+                    segment = self._cache_segment(latents[i], *contexts[candidates[i].parent], text)
+                mine[i] = _Survivor(latents[i][0].float().cpu(), segment, decoded[i][1], to_uint8(decoded[i][0]))
+        for i in kept:
+            cand = candidates[i]
+            parent = None if cand.parent is None else self.beams[cand.parent]
             with timer.phase("exchange"):
-                survivor = _Survivor.from_parts(*ranks.share(None if mine is None else mine.to_parts(), owner))
+                parts = mine[i].to_parts() if i in mine else None
+                survivor = _Survivor.from_parts(*ranks.share(parts, ranks.owner(i, n)))
             cache, events = self._push(parent, survivor.segment, flags[i])
             new_beams.append(
                 self._grow(
