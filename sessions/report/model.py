@@ -69,13 +69,9 @@ class SessionView:
         return [getattr(ch.candidates[i], key) for ch, i in zip(self.chunks, self.final_candidates())]
 
 
-def load_session(session: Session, cache: list[ChunkRecord] | None = None) -> SessionView:
-    """Read a session as it is committed now. `cache` holds the chunk views of an earlier call, which
-    are not read again (committed chunks never change); the new ones are appended to it."""
-    head = session.head
-    cache = [] if cache is None else cache
-    cache.extend(ChunkRecord.from_json(r) for r in session.records(len(cache), head))
-    chunks = tuple(cache[:head])
+def load_session(session: Session) -> SessionView:
+    """Read a session as it is committed now."""
+    chunks = tuple(ChunkRecord.from_json(r) for r in session.records(0, session.head))
     final = final_beam(session) if chunks else 0
     return SessionView(
         path=session.path,

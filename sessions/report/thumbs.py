@@ -47,26 +47,17 @@ def thumbnails(
     view: SessionView,
     chunks: list[int],
     per_chunk: int = 1,
-    cache: dict[tuple[int, int, int], str] | None = None,
 ) -> list[Thumb]:
-    """`per_chunk` evenly spaced frames of each listed chunk of the final pick. `cache` maps
-    (chunk, beam, frame) to a URI across calls: committed frames never change, while the final
-    pick's beam at recent chunks does as a run goes on."""
-    cache = {} if cache is None else cache
+    """`per_chunk` evenly spaced frames of each listed chunk of the final pick."""
     fps = view.config.fps
     out = []
     for k in chunks:
         beam = view.final_path[k]
-        frames = None
         count = view.config.pixel_frames(k)
         shown = min(per_chunk, count)
+        frames = frames_hwc(session.chunk(k).frames[beam]) if shown else None
         for i in range(shown):
             offset = (2 * i + 1) * count // (2 * shown)
-            key = (k, beam, offset)
-            if key not in cache:
-                if frames is None:
-                    frames = frames_hwc(session.chunk(k).frames[beam])
-                cache[key] = _jpeg(frames[offset])
             frame = view.first_frame(k) + offset
-            out.append(Thumb(k, beam, frame, frame / fps, cache[key]))
+            out.append(Thumb(k, beam, frame, frame / fps, _jpeg(frames[offset])))
     return out

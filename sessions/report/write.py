@@ -10,10 +10,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.records import ChunkRecord
 from sessions.growing_video import VIDEO_FILE
 from sessions.report import data, html, plots
 from sessions.report.model import SessionView, load_session
@@ -22,15 +20,6 @@ from sessions.store import Session
 
 REPORT_FILE = "report.html"
 DENSE_COMMITS = 32  # a run rewrites its report after every commit up to here, then ever more sparsely
-
-
-@dataclass
-class ReportCache:
-    """What earlier reports of the same session read and need not read again (committed chunks
-    never change): chunk views, and thumbnails by (chunk, beam, frame)."""
-
-    chunks: list[ChunkRecord] = field(default_factory=list)
-    thumbs: dict[tuple[int, int, int], str] = field(default_factory=dict)
 
 
 def report_due(head: int, dense: int = DENSE_COMMITS) -> bool:
@@ -67,25 +56,23 @@ def write_report(
     paths: Path | Sequence[Path],
     out: Path | None = None,
     thumbs_per_chunk: int = 1,
-    caches: Sequence[ReportCache] | None = None,
 ) -> Path:
     """Write the report of one session (default `DIR/report.html`) or a comparison of several
     (`out` required) and return its path. Reads committed chunks only and takes no lock, so it
-    runs beside a generating run. `caches`, one per session, make repeated reports cheap."""
+    runs beside a generating run."""
     paths = [paths] if isinstance(paths, Path) else list(paths)
     if out is None:
         if len(paths) != 1:
             raise ValueError("a comparison of several sessions needs an output path")
         out = paths[0] / REPORT_FILE
-    caches = [ReportCache() for _ in paths] if caches is None else caches
     sessions = [Session.open(p) for p in paths]
-    views = [load_session(s, c.chunks) for s, c in zip(sessions, caches)]
+    views = [load_session(s) for s in sessions]
     names = _unique([_name(v) for v in views])
     hrefs = [Path(os.path.relpath(v.path / VIDEO_FILE, out.resolve().parent)).as_posix() for v in views]
     shared = sheet_chunks(max(len(v.chunks) for v in views))  # one sampling for all: sheets align by chunk
     sections, payload, sheets = [], [], []
-    for session, view, cache, name, href in zip(sessions, views, caches, names, hrefs):
-        thumbs = thumbnails(session, view, [k for k in shared if k < len(view.chunks)], thumbs_per_chunk, cache.thumbs)
+    for session, view, name, href in zip(sessions, views, names, hrefs):
+        thumbs = thumbnails(session, view, [k for k in shared if k < len(view.chunks)], thumbs_per_chunk)
         sheets.append(thumbs)
         figures = [plots.rewards(view), plots.tree(view), plots.sinks(view), plots.timing(view)] if view.chunks else []
         sections.append(
