@@ -531,9 +531,9 @@ class ChunkLoop:
             past = self._reward_past(parent, device)
             return torch.stack(frames), torch.stack([torch.cat((past, f), dim=1) for f in frames])
         decoder, piece = self.models.decoder, cfg.chunk_frames
-        history = () if parent is None else self.beams[parent].reward_latents
+        history = [h[None].to(device) for h in (() if parent is None else self.beams[parent].reward_latents)]
         fresh = torch.cat([decode_from_scratch(decoder, x, piece) for x in latents])
-        windows = [torch.cat([*(h[None].to(device) for h in history), x.float()], dim=2) for x in latents]
+        windows = [torch.cat([*history, x.float()], dim=2) for x in latents]
         return fresh, torch.cat([reference_clips(decoder, w, cfg.fps, piece) for w in windows])
 
     def _reward_past(self, parent: int | None, device: torch.device) -> Tensor:

@@ -204,9 +204,9 @@ def _record(cls: type, raw: Any, problem: SpecProblem) -> Any:
 
 def _settings(name: str, raw: Any, cls: type) -> dict[str, Any]:
     """The values of a [stream] or [scaling] table as `cls` (StreamConfig, ScalingConfig) takes
-    them: each key a field of it, whole numbers for ints, finite numbers for floats (as floats) and
-    lists of finite numbers for tuples, text for text, so that a hand edit such as `window_chunks = 2.5` is refused
-    here. The constructor checks the values themselves."""
+    them: each key a field of it, whole numbers for ints, finite numbers for floats (as floats),
+    lists of finite numbers for tuples and text for text, so that a hand edit such as
+    `window_chunks = 2.5` is refused here. The constructor checks the values themselves."""
     if not isinstance(raw, dict):
         raise SpecProblem(f"{name} is not a table")
     kinds = {f.name: f.type for f in fields(cls)}  # annotations as written: "int", "float", "tuple[float, ...]"
