@@ -15,32 +15,47 @@ from engine.models.vae_stream import DecoderState, StreamingVaeDecoder
 
 
 class PendingFrames:
-    """Decoded frames [B, 3, F, H, W] of a chunk, available once the decode has finished."""
+    """Decoded frames [B, 3, F, H, W] of a chunk, available once the decode has finished. A CUDA
+    decode is known by its `stream` and its `start` / `done` events."""
 
     def __init__(
         self,
         frames: Tensor,
         done: torch.cuda.Event | None = None,
         start: torch.cuda.Event | None = None,
+        stream: torch.cuda.Stream | None = None,
         seconds: float | None = None,
     ) -> None:
-        self._frames, self._done, self._start, self._seconds = frames, done, start, seconds
+        self._frames, self._done, self._start, self._stream, self._seconds = frames, done, start, stream, seconds
 
-    def on_device(self) -> Tensor:
-        """Float frames in [-1, 1] on the decode's device (waits for the decode)."""
+    def wait(self) -> None:
+        """Block the host until the decode has finished."""
         if self._done is not None:
             self._done.synchronize()
+
+    def on_device(self) -> Tensor:
+        """Float frames in [-1, 1] on the decode's device, for work queued next on the current
+        stream: that stream waits for the decode (the host does not)."""
+        if self._done is not None:
+            stream = torch.cuda.current_stream(self._frames.device)
+            stream.wait_event(self._done)
+            self._frames.record_stream(stream)  # the decode's stream may not reuse them before this one is done
         return self._frames
 
     def uint8(self) -> Tensor:
-        """uint8 frames on the CPU, as the store and the video files hold them."""
-        return to_uint8(self.on_device())
+        """uint8 frames on the CPU, as the store and the video files hold them. Converted on the
+        decode's own stream, so a caller on another thread never waits behind the next chunk."""
+        if self._stream is None:
+            return to_uint8(self._frames)
+        self.wait()
+        with torch.cuda.stream(self._stream):
+            return to_uint8(self._frames)
 
     @property
     def seconds(self) -> float:
         """The decode's own time (GPU time on CUDA)."""
         if self._seconds is None:
-            self.on_device()
+            self.wait()
             self._seconds = self._start.elapsed_time(self._done) / 1000.0
         return self._seconds
 
@@ -70,7 +85,7 @@ class DecodeQueue:
             start.record()
             frames = self._decode(latents, state)
             done.record()
-        return PendingFrames(frames, done, start), decoder.state()
+        return PendingFrames(frames, done, start, stream), decoder.state()
 
     def _decode(self, latents: Tensor, state: DecoderState | None) -> Tensor:
         if state is None:

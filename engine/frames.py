@@ -29,5 +29,5 @@ def from_uint8(frames: Tensor, device: torch.device) -> Tensor:
     """uint8 levels -> float32 in [-1, 1] on `device`, at the middle of the values that truncate to
     each level (255 is x = 1 alone), so that `to_levels` gives the same levels back exactly. (The
     level's lower edge, v / 127.5 - 1, truncates to v - 1 for a quarter of the levels in float32.)"""
-    levels = frames.to(device).float()
+    levels = frames.to(device, non_blocking=True).float()  # from pageable memory: no device sync
     return (levels + 0.5).clamp(max=255) / 127.5 - 1.0

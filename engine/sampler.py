@@ -21,22 +21,20 @@ def shifted_sigmas(timesteps: tuple[float, ...], shift: float, num_train_timeste
     return sigmas
 
 
-def draw_noise(generators: list[torch.Generator], shape: tuple[int, ...], device: torch.device) -> Tensor:
-    """One standard-normal sample per generator (CPU generators: identical on every device)."""
-    return torch.stack([torch.randn(shape, generator=g, dtype=torch.float32) for g in generators]).to(device)
+def draw_noise(generator: torch.Generator, shape: tuple[int, ...], count: int) -> Tensor:
+    """`count` standard-normal draws [count, *shape] from a CPU generator (identical on every
+    device): a candidate's x_init eps and each later step's fresh noise, in the sampler's order.
+    Drawn up front, they reach the GPU in one copy instead of a blocking copy per step."""
+    return torch.stack([torch.randn(shape, generator=generator, dtype=torch.float32) for _ in range(count)])
 
 
 FlowModel = Callable[[Tensor, Tensor], Tensor]
 """(x_t [B, C, F, H, W], timestep [B]) -> flow prediction, same shape as x_t."""
 
 
-def denoise_chunk(
-    model: FlowModel,
-    x_init: Tensor,
-    sigmas: list[float],
-    generators: list[torch.Generator],
-) -> Tensor:
-    """Run the few-step sampler from x_init (at sigmas[0]) and return the clean chunk x0 (float32)."""
+def denoise_chunk(model: FlowModel, x_init: Tensor, sigmas: list[float], step_noise: Tensor) -> Tensor:
+    """Run the few-step sampler from x_init (at sigmas[0]) and return the clean chunk x0 (float32).
+    `step_noise` [len(sigmas) - 1, B, C, F, H, W], on x_init's device: the fresh noise of steps 1.."""
     x = x_init.float()
     batch = x.shape[0]
     x0 = x
@@ -46,6 +44,5 @@ def denoise_chunk(
         x0 = x - sigma * flow
         if i + 1 < len(sigmas):
             nxt = sigmas[i + 1]
-            eps = draw_noise(generators, tuple(x.shape[1:]), x.device)
-            x = (1 - nxt) * x0 + nxt * eps
+            x = (1 - nxt) * x0 + nxt * step_noise[i]
     return x0

@@ -29,7 +29,7 @@ from engine.positions import PositionMode, RotaryLayout, rotary_layout
 from engine.records import BeamSummary, CandidateRecord, ChunkRecord, SinkEvent
 from engine.rewards.base import ClipScorer, FrameScorer
 from engine.rewards.inputs import decode_from_scratch, reference_clips
-from engine.sampler import denoise_chunk, shifted_sigmas
+from engine.sampler import denoise_chunk, draw_noise, shifted_sigmas
 from engine.scaling.config import ScalingConfig
 from engine.scaling.noise import child_seed, first_chunk_seed, plain_seed, propagate_noise
 from engine.scaling.pruning import fuse, fusion_alpha, select_top_k, short_term
@@ -100,8 +100,8 @@ class _Candidate:
     parent: int | None
     child: int
     seed: int
-    generator: torch.Generator
     noise: Tensor  # x_init, [C, F, h, w] CPU
+    step_noise: Tensor  # the sampler's fresh noise of steps 1.., [steps - 1, C, F, h, w] CPU
 
 
 @dataclass(frozen=True)
@@ -225,11 +225,10 @@ class ChunkLoop:
             ]
         out = []
         for parent, child, seed in specs:
-            gen = torch.Generator().manual_seed(seed)
-            eps = torch.randn(self.latent_shape, generator=gen)
+            drawn = draw_noise(torch.Generator().manual_seed(seed), self.latent_shape, len(self.sigmas))
             parent_noise = None if parent is None or sc is None else self.beams[parent].noise
             sigma = 0.0 if sc is None else sc.noise_sigma
-            out.append(_Candidate(parent, child, seed, gen, propagate_noise(parent_noise, eps, sigma)))
+            out.append(_Candidate(parent, child, seed, propagate_noise(parent_noise, drawn[0], sigma), drawn[1:]))
         return out
 
     def _work_groups(self, candidates: list[_Candidate]) -> dict[tuple[int | None, int], list[int]]:
@@ -357,12 +356,13 @@ class ChunkLoop:
                     layout = self._layout(cache, start)
                     contexts[parent] = (self._prefix(cache, layout), layout)
                 prefix, layout = contexts[parent]
-                x_init = torch.stack([candidates[i].noise for i in idx]).to(device)
+                x_init = torch.stack([candidates[i].noise for i in idx]).to(device, non_blocking=True)
+                step_noise = torch.stack([candidates[i].step_noise for i in idx], dim=1).to(device, non_blocking=True)
 
                 def flow(x: Tensor, t: Tensor, prefix=prefix, position=layout.chunk) -> Tensor:
                     return model.forward_chunk(x, t, start, text, prefix, position=position)[0]
 
-                group_latents = denoise_chunk(flow, x_init, self.sigmas, [candidates[i].generator for i in idx])
+                group_latents = denoise_chunk(flow, x_init, self.sigmas, step_noise)
             for row, i in enumerate(idx):
                 latents[i] = group_latents[row : row + 1]
 
@@ -419,15 +419,18 @@ class ChunkLoop:
                     latents[i], None if parent is None else self.beams[parent].decoder, overlap=False
                 )
                 decoded[i] = (pending.on_device()[0], state)
-        scores: dict[int, tuple[float, float]] = {}
+        on_device: list[tuple[list[int], Tensor, Tensor]] = []  # read back once all groups are queued
         for (parent, _), idx in groups.items():
             with timer.phase("reward_inputs"):
                 frames, clips = self._reward_inputs(parent, [latents[i] for i in idx], [decoded[i][0] for i in idx])
             with timer.phase("short_reward"):
                 per_frame = self.short_scorer.score_frames(frames.transpose(1, 2).flatten(0, 1), prompt)
-                shorts = short_term(per_frame.cpu(), frames.shape[2])
             with timer.phase("long_reward"):
-                longs = self.long_scorer.score_clips(clips, prompt, cfg.fps).overall.float().cpu()
+                overall = self.long_scorer.score_clips(clips, prompt, cfg.fps).overall.float()
+            on_device.append((idx, per_frame, overall))
+        scores: dict[int, tuple[float, float]] = {}
+        for idx, per_frame, overall in on_device:
+            shorts, longs = short_term(per_frame.cpu(), per_frame.numel() // len(idx)), overall.cpu()
             scores.update({i: (float(shorts[row]), float(longs[row])) for row, i in enumerate(idx)})
         with timer.phase("score_gather"):  # waits for the slowest rank's candidates
             shorts, longs = ranks.gather_scores(scores, n)
@@ -453,12 +456,15 @@ class ChunkLoop:
                 )
             )
         # every owner writes its survivors' caches first, so ranks write at once rather than in turn
-        mine: dict[int, _Survivor] = {}
+        segments: dict[int, CacheSegment] = {}
         for i in kept:
             if ranks.owner(i, n) == ranks.rank:
                 with timer.phase("cache_write"):
-                    segment = self._cache_segment(latents[i], *contexts[candidates[i].parent], text)
-                mine[i] = _Survivor(latents[i][0].float().cpu(), segment, decoded[i][1], to_uint8(decoded[i][0]))
+                    segments[i] = self._cache_segment(latents[i], *contexts[candidates[i].parent], text)
+        mine = {  # read back once every cache write is queued
+            i: _Survivor(latents[i][0].float().cpu(), segment, decoded[i][1], to_uint8(decoded[i][0]))
+            for i, segment in segments.items()
+        }
         for i in kept:
             cand = candidates[i]
             parent = None if cand.parent is None else self.beams[cand.parent]
@@ -531,7 +537,9 @@ class ChunkLoop:
             past = self._reward_past(parent, device)
             return torch.stack(frames), torch.stack([torch.cat((past, f), dim=1) for f in frames])
         decoder, piece = self.models.decoder, cfg.chunk_frames
-        history = [h[None].to(device) for h in (() if parent is None else self.beams[parent].reward_latents)]
+        history = [
+            h[None].to(device, non_blocking=True) for h in (() if parent is None else self.beams[parent].reward_latents)
+        ]
         fresh = torch.cat([decode_from_scratch(decoder, x, piece) for x in latents])
         windows = [torch.cat([*history, x.float()], dim=2) for x in latents]
         return fresh, torch.cat([reference_clips(decoder, w, cfg.fps, piece) for w in windows])

@@ -55,9 +55,9 @@ def spec_for(
     )
 
 
-def compute_of(device: torch.device, dtype: torch.dtype) -> Compute:
-    """How chunks are computed, as a session records it."""
-    return Compute(device.type, str(dtype).removeprefix("torch."))
+def compute_of(device: torch.device, dtype: torch.dtype, fp8: bool = False) -> Compute:
+    """How chunks are computed, as a session records it ("bfloat16+fp8" with FP8 matmuls)."""
+    return Compute(device.type, str(dtype).removeprefix("torch.") + ("+fp8" if fp8 else ""))
 
 
 def open_loop(
@@ -202,7 +202,7 @@ def generate(
                 queued.append(writer.submit(_commit, session, output, after_commit, video, settled))
                 committed = (after, output)
                 if snapshotter is not None and after.chunk % snapshots.every == 0:
-                    snapshotter.submit(after, output.frames.on_device)
+                    snapshotter.submit(after, output.frames.wait)
                 on_record(output.record)
             for future in queued:
                 future.result()
@@ -210,7 +210,7 @@ def generate(
         if snapshotter is not None:
             try:
                 if committed is not None and committed[0].chunk == session.head:
-                    snapshotter.submit(committed[0], committed[1].frames.on_device)
+                    snapshotter.submit(committed[0], committed[1].frames.wait)
             finally:
                 snapshotter.close()
     return ([], []) if snapshotter is None else (snapshotter.written, snapshotter.failed)

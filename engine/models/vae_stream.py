@@ -92,7 +92,8 @@ class StreamingVaeDecoder:
         z = latents.to(vae.device, vae.dtype)
         # De-normalize exactly as WanPipeline does before vae.decode; then the decode loop is adapted from
         # diffusers v0.42.1 (models/autoencoders/autoencoder_kl_wan.py, AutoencoderKLWan._decode).
-        z = z / self._std_inv.to(z.device, z.dtype) + self._mean.to(z.device, z.dtype)
+        std_inv, mean = (t.to(z.device, z.dtype, non_blocking=True) for t in (self._std_inv, self._mean))  # no sync
+        z = z / std_inv + mean
         x = vae.post_quant_conv(z)
         if self.whole_chunks and self._frames >= 2:
             # One decoder call for all frames of the chunk: the causal convs see the same inputs,

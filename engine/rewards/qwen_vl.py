@@ -63,6 +63,7 @@ REWARD_CHAT_TEMPLATE = (
 LM_HEAD_KEY = "lm_head.weight"
 EMBEDDING_KEY = "language_model.embed_tokens.weight"  # the token table, as `split_state` names it
 HEAD_PREFIX = "rm_head."  # both reward models call their head `rm_head`
+KEPT_PROMPTS = 8  # rendered prompts a backbone keeps
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,10 +219,21 @@ class QwenVL:
 
     def __post_init__(self) -> None:
         batch_vision_attention(self.model.visual)
+        self._prompts: dict[tuple[str, str, int], Tensor] = {}
 
     def prompt_ids(self, text: str, vision: Literal["image", "video"], n_vision_tokens: int) -> Tensor:
         """Token ids of the user turn [vision, text] in the chat template, ready for the answer,
-        the vision placeholder repeated `n_vision_tokens` times (as the processor expands it)."""
+        the vision placeholder repeated `n_vision_tokens` times (as the processor expands it).
+        Kept per prompt: a session scores one prompt for many chunks, and rendering plus
+        tokenizing the long instructions every call kept the GPU waiting."""
+        key = (text, vision, n_vision_tokens)
+        if key not in self._prompts:
+            if len(self._prompts) >= KEPT_PROMPTS:  # a batch of many prompts keeps only the recent ones
+                del self._prompts[next(iter(self._prompts))]
+            self._prompts[key] = self._render_ids(text, vision, n_vision_tokens)
+        return self._prompts[key]
+
+    def _render_ids(self, text: str, vision: Literal["image", "video"], n_vision_tokens: int) -> Tensor:
         messages = [{"role": "user", "content": [{"type": vision}, {"type": "text", "text": text}]}]
         rendered = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         ids = torch.tensor(self.tokenizer(rendered)["input_ids"])
@@ -255,16 +267,18 @@ class QwenVL:
         device = self.model.language_model.embed_tokens.weight.device
         b, _, _, height, width = frames.shape
         size = smart_resize(height, width, patch * merge, min_pixels, max_pixels)
-        pixels = to_8bit(frames.to(device), size, like_pil=like_pil)
-        mean = torch.tensor(self.mean, device=device).view(3, 1, 1)
-        std = torch.tensor(self.std, device=device).view(3, 1, 1)
+        # small tensors are made on the CPU and copied without a device sync (pageable: safe)
+        pixels = to_8bit(frames.to(device, non_blocking=True), size, like_pil=like_pil)
+        mean = torch.tensor(self.mean).view(3, 1, 1).to(device, non_blocking=True)
+        std = torch.tensor(self.std).view(3, 1, 1).to(device, non_blocking=True)
         values, (gt, gh, gw) = patchify((pixels / 255 - mean) / std, patch, vision_cfg.temporal_patch_size, merge)
-        ids = self.prompt_ids(text, vision, gt * gh * gw // merge**2).to(device)
+        ids = self.prompt_ids(text, vision, gt * gh * gw // merge**2)
         positions = [(ids == token).nonzero().flatten() for token in token_ids]
         if any(len(p) != 1 for p in positions):
             tokens = self.tokenizer.convert_ids_to_tokens([int(tok) for tok in token_ids])
             raise ValueError(f"the prompt must hold each of {tokens} exactly once")
-        grid = torch.tensor([[gt, gh, gw]], device=device).expand(b, 3)
+        ids = ids.to(device, non_blocking=True)
+        grid = torch.tensor([[gt, gh, gw]]).expand(b, 3).to(device, non_blocking=True)
         pixel_kwargs = (
             {"pixel_values": values, "image_grid_thw": grid}
             if vision == "image"
@@ -276,4 +290,4 @@ class QwenVL:
             use_cache=False,
             **pixel_kwargs,
         )
-        return out.last_hidden_state[:, torch.cat(positions)]
+        return out.last_hidden_state[:, torch.cat(positions).to(device, non_blocking=True)]

@@ -209,7 +209,7 @@ class VideoRewardScorer:
     @torch.inference_mode()
     def raw_scores(self, clips: Tensor, prompt: str, fps: int) -> Tensor:
         """[B, 3, F, H, W] in [-1, 1] at `fps` -> [B, 3] unstandardized (VQ, MQ, TA)."""
-        frames = clips[:, :, self.sampling.frame_indices(clips.shape[2], fps).to(clips.device)]
+        frames = clips[:, :, self.sampling.frame_indices(clips.shape[2], fps).to(clips.device, non_blocking=True)]
         hidden = self.backbone.hidden_at(
             frames.transpose(1, 2),
             PROMPT.replace("{text_prompt}", prompt),
@@ -225,7 +225,8 @@ class VideoRewardScorer:
 
     def score_clips(self, clips: Tensor, prompt: str, fps: int) -> ClipScores:
         raw = self.raw_scores(clips, prompt, fps)
-        z = (raw - raw.new_tensor(self.mean)) / raw.new_tensor(self.std)
+        mean, std = (torch.tensor(v, dtype=raw.dtype).to(raw.device, non_blocking=True) for v in (self.mean, self.std))
+        z = (raw - mean) / std
         return ClipScores(overall=z.sum(1), parts={name: z[:, i] for i, name in enumerate(PARTS)})
 
 
