@@ -5,6 +5,7 @@ a session of their own driven through `sessions.run.SessionRun`, the code path o
 from __future__ import annotations
 
 import shutil
+import statistics
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -117,3 +118,12 @@ def fps(timed: Timed, warmup: int, config: StreamConfig = StreamConfig()) -> tup
     chunks = timed.records[warmup:]
     frames = sum(config.pixel_frames(r.chunk) for r in chunks)
     return frames / span, span / len(chunks) * 1e3
+
+
+def steady_fps(timed: Timed, warmup: int, config: StreamConfig = StreamConfig()) -> tuple[float, float, int]:
+    """Frames per second and ms of the median chunk after `warmup`, and how many chunks took over
+    1.5x the median: chunks that compiled a new shape (the sink grew), which a long run pays once."""
+    gaps = [b - a for a, b in zip(timed.arrivals[warmup - 1 : -1], timed.arrivals[warmup:])]
+    median = statistics.median(gaps)
+    frames = config.pixel_frames(timed.records[-1].chunk)
+    return frames / median, median * 1e3, sum(g > 1.5 * median for g in gaps)

@@ -13,6 +13,9 @@ import argparse
 import json
 import statistics
 import time
+import traceback
+import warnings
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -25,6 +28,7 @@ from bench.common import (
     new_session,
     peak_gib,
     reward_models,
+    steady_fps,
     sync,
     timed_run,
 )
@@ -34,9 +38,30 @@ from engine.scaling.config import ScalingConfig
 PHASES = ("recache", "denoise", "cache_write", "decode", "reward_inputs", "short_reward", "long_reward", "commit_wait")
 
 
+PSEUDO_EVENTS = ("Command Buffer Full",)  # the profiler logs launch-queue stalls as GPU events
+
+
+def busy_ms(events) -> float:
+    """Milliseconds in which at least one GPU kernel or copy ran (the union of their intervals;
+    user ranges and the profiler's own markers left out)."""
+    spans = sorted(
+        (e.time_range.start, e.time_range.end)
+        for e in events
+        if e.device_type == torch.autograd.DeviceType.CUDA
+        and not getattr(e, "is_user_annotation", False)
+        and e.name not in PSEUDO_EVENTS
+    )
+    busy, end = 0.0, float("-inf")
+    for a, b in spans:
+        if b > end:
+            busy += b - max(a, end)
+            end = b
+    return busy / 1e3
+
+
 def profile_steps(loop, steps: int, mode: str) -> None:
     """`steps` more chunks of `loop` (outside the session: kernels and host gaps, not commits) under
-    torch.profiler: the top operators by GPU and by host time."""
+    torch.profiler: GPU busy time against wall time, and the top operators by GPU and by host time."""
     from torch.profiler import ProfilerActivity, profile
 
     sync(torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
@@ -47,11 +72,103 @@ def profile_steps(loop, steps: int, mode: str) -> None:
             loop.step()
         sync(torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
         wall = time.perf_counter() - start
+    print(
+        f"--- profile {mode}: {steps} chunks, {wall * 1e3 / steps:.1f} ms a chunk, "
+        f"GPU busy {busy_ms(prof.events()) / steps:.1f} ms a chunk"
+    )
     events = prof.key_averages()
     gpu_key = "self_device_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
-    print(f"--- profile {mode}: {steps} chunks, {wall * 1e3 / steps:.1f} ms a chunk")
-    print(events.table(sort_by=gpu_key, row_limit=40, max_name_column_width=70))
-    print(events.table(sort_by="cpu_time_total", row_limit=25, max_name_column_width=70))
+    print(events.table(sort_by=gpu_key, row_limit=30, max_name_column_width=70))
+    print(events.table(sort_by="cpu_time_total", row_limit=20, max_name_column_width=70))
+
+
+def sync_sites(loop, steps: int, mode: str) -> None:
+    """`steps` more chunks with CUDA sync debugging on: every host-device sync, counted by the code
+    that caused it (the innermost frames outside torch), most frequent first."""
+    counts: Counter[str] = Counter()
+
+    def note(*_args, **_kwargs) -> None:
+        frames = [
+            f for f in traceback.extract_stack()[:-1] if "/torch/" not in f.filename and "warnings" not in f.filename
+        ]
+        counts[" < ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(frames[-3:]))] += 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = note
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            for _ in range(steps):
+                loop.step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    print(f"--- host-device syncs {mode}: {sum(counts.values()) / steps:.1f} a chunk")
+    for site, count in counts.most_common(25):
+        print(f"{count / steps:8.1f}  {site}")
+
+
+def kendall_agreement(a: list[float], b: list[float]) -> float:
+    """Fraction of candidate pairs that two score lists order alike (1: the same ranking)."""
+    pairs = [(i, j) for i in range(len(a)) for j in range(i + 1, len(a))]
+    return sum((a[i] - a[j]) * (b[i] - b[j]) > 0 for i, j in pairs) / len(pairs)
+
+
+def fp8_drift(models, scorers, chunks: int, folder: Path) -> list[dict]:
+    """Stream-T1 chunks in bf16, then each chunk again in FP8 from the very same state (cache,
+    beams, noise): per chunk, the drift FP8 adds in one chunk, not a diverged trajectory. Leaves
+    the models quantized."""
+    from engine.fp8 import use_fp8
+
+    loop = loop_for(new_session(folder, models, ScalingConfig()), models, scorers)
+    states, reference = [], []
+    for _ in range(chunks):
+        states.append(loop.state())
+        reference.append(loop.step())
+    quantized = use_fp8(models, scorers)
+    rows = []
+    for state, ref in zip(states, reference):
+        loop.load(state)
+        out = loop.step()
+        kept_ref = [b.candidate for b in ref.record.beams]
+        kept_fp8 = [b.candidate for b in out.record.beams]
+        same = [i for i in kept_ref if i in kept_fp8] or [None]  # None: no survivor in common
+        diff = torch.stack(
+            [
+                (out.latents[kept_fp8.index(i)] - ref.latents[kept_ref.index(i)]).abs()
+                if i is not None
+                else torch.full_like(ref.latents[0], float("nan"))
+                for i in same
+            ]
+        )
+        scale = ref.latents.abs().mean()
+        rows.append(
+            {
+                "chunk": ref.record.chunk,
+                "kept_bf16": kept_ref,
+                "kept_fp8": kept_fp8,
+                "latent_max_abs": float(diff.max()),
+                "latent_mean_abs": float(diff.mean()),
+                "latent_mean_abs_bf16": float(scale),
+                "fused_ranking_agreement": kendall_agreement(
+                    [c.fused for c in ref.record.candidates], [c.fused for c in out.record.candidates]
+                ),
+                "short_max_abs": max(
+                    abs(a.short - b.short) for a, b in zip(ref.record.candidates, out.record.candidates)
+                ),
+                "long_max_abs": max(abs(a.long - b.long) for a, b in zip(ref.record.candidates, out.record.candidates)),
+            }
+        )
+    print(f"--- FP8 drift: {quantized} Linear layers in FP8, each chunk from the bf16 run's state")
+    print(
+        f"{'chunk':>6}{'kept bf16':>12}{'kept fp8':>12}{'lat max':>10}{'lat mean':>10}{'|lat|':>8}{'rank agr':>10}{'d short':>9}{'d long':>9}"
+    )
+    for r in rows:
+        print(
+            f"{r['chunk']:>6}{str(r['kept_bf16']):>12}{str(r['kept_fp8']):>12}{r['latent_max_abs']:>10.4f}"
+            f"{r['latent_mean_abs']:>10.4f}{r['latent_mean_abs_bf16']:>8.3f}{r['fused_ranking_agreement']:>10.2f}"
+            f"{r['short_max_abs']:>9.4f}{r['long_max_abs']:>9.4f}"
+        )
+    return rows
 
 
 def main() -> None:
@@ -61,7 +178,8 @@ def main() -> None:
         default="plain,scaled",
         help="comma-separated runs: plain (LongLive), scaled (Stream-T1), reference (Stream-T1 scoring the "
         "reference's reward inputs); a suffix -noreport runs without the live report, -sdpa-vision with "
-        "transformers' own per-image vision attention in the reward models",
+        "transformers' own per-image vision attention in the reward models, -fp8 with FP8 matmuls (quantizes "
+        "the shared models in place: list fp8 modes last)",
     )
     parser.add_argument("--chunks", type=int, default=12, help="timed chunks (after warm-up)")
     parser.add_argument("--warmup", type=int, default=4)
@@ -76,21 +194,38 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path("/tmp/streamt1_bench"))
     parser.add_argument("--json")
     parser.add_argument("--profile", type=int, default=0, help="then N more chunks under torch.profiler (tables)")
+    parser.add_argument(
+        "--drift", type=int, default=0, help="before the first -fp8 mode: FP8 drift over N Stream-T1 chunks (GPU)"
+    )
+    parser.add_argument(
+        "--sync-sites", type=int, default=0, help="then N more chunks counting host-device syncs by site"
+    )
     parser.add_argument("--progress", action="store_true", help="a line per chunk with its phases")
     parser.add_argument("--smoke", action="store_true", help="tiny preset on the CPU: check the script, time nothing")
     args = parser.parse_args()
     models = bench_models(not args.no_compile, args.vae_conv == "2d", args.smoke)
     results = {}
     scorers = None
+    fp8 = False  # the shared models are quantized
     for mode in args.modes.split(","):
         base, *options = mode.split("-", 1)
-        if base not in ("plain", "scaled", "reference") or options not in ([], ["noreport"], ["sdpa-vision"]):
+        if base not in ("plain", "scaled", "reference") or options not in ([], ["noreport"], ["sdpa-vision"], ["fp8"]):
             parser.error(f"unknown mode {mode}")
+        if fp8 and options != ["fp8"]:
+            parser.error(f"{mode} after an -fp8 mode: the models are quantized by then; list fp8 modes last")
         scaling = (
             None if base == "plain" else ScalingConfig(reward_inputs="reference" if base == "reference" else "video")
         )
-        if scaling is not None and scorers is None:
+        if scorers is None and (scaling is not None or (options == ["fp8"] and args.drift)):
             scorers = reward_models(args.rewards, args.smoke)
+        if options == ["fp8"] and not fp8:
+            from engine.fp8 import use_fp8
+
+            if args.drift:
+                results["fp8_drift"] = fp8_drift(models, scorers, args.drift, args.dir / "drift")
+            else:
+                use_fp8(models, scorers or ())
+            fp8 = True
         for scorer in scorers or ():
             if hasattr(scorer, "backbone"):  # the real reward models: choose their vision attention
                 batch_vision_attention(scorer.backbone.model.visual)
@@ -102,24 +237,40 @@ def main() -> None:
             session, loop, args.warmup + args.chunks, report=options != ["noreport"], progress=args.progress
         )
         rate, chunk_ms = fps(timed, args.warmup)
+        steady_rate, steady_ms, slow = steady_fps(timed, args.warmup)
         # committed records: plain LongLive's decode time is known only once its frames are
         rows = [session.record(k)["seconds"] for k in range(args.warmup, session.head)]
         results[mode] = {
             "fps": rate,
             "chunk_ms": chunk_ms,
+            "steady_fps": steady_rate,
+            "steady_ms": steady_ms,
+            "slow_chunks": slow,
             "median_ms": {p: statistics.median(r.get(p, 0.0) for r in rows) * 1e3 for p in PHASES},
             "peak_gib": peak_gib(),
         }
         if args.profile:
             profile_steps(loop, args.profile, mode)
+        if args.sync_sites and torch.cuda.is_available():
+            sync_sites(loop, args.sync_sites, mode)
         del loop
-    print(f"{'':<20}" + "".join(f"{p:>14}" for p in PHASES) + f"{'chunk':>10}{'FPS':>8}")
+    print(
+        f"{'':<20}"
+        + "".join(f"{p:>14}" for p in PHASES)
+        + f"{'chunk':>10}{'FPS':>8}{'median':>10}{'FPS':>8}{'slow':>6}"
+    )
     for mode, r in results.items():
+        if mode == "fp8_drift":
+            continue
         print(
             f"{mode:<20}"
             + "".join(f"{r['median_ms'][p]:>12.1f}ms" for p in PHASES)
-            + f"{r['chunk_ms']:>8.1f}ms{r['fps']:>8.2f}"
+            + f"{r['chunk_ms']:>8.1f}ms{r['fps']:>8.2f}{r['steady_ms']:>8.1f}ms{r['steady_fps']:>8.2f}{r['slow_chunks']:>6}"
         )
+    print(
+        "chunk/FPS: mean over the timed chunks; median/FPS: the median chunk (steady state); slow: timed chunks "
+        "over 1.5x the median (a new attention shape compiled: the sink grew)"
+    )
     if "scaled" in results and "plain" in results:
         print(f"Stream-T1 / plain chunk time: {results['scaled']['chunk_ms'] / results['plain']['chunk_ms']:.2f}x")
     print(
