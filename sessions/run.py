@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.config import CudaOptions
 from engine.models.presets import PRESETS
 from engine.records import ChunkRecord
 from sessions.files import reason
@@ -49,8 +50,8 @@ class SessionRun:
     `load` builds everything from the spec, as `streamt1 new`/`continue`/`branch` do; benchmarks
     pass a loop of their own. `run` may be called once per loop."""
 
-    def __init__(self, session: Session, loop: ChunkLoop) -> None:
-        self.session, self.loop = session, loop
+    def __init__(self, session: Session, loop: ChunkLoop, fp8: bool = False) -> None:
+        self.session, self.loop, self.fp8 = session, loop, fp8
 
     @classmethod
     def load(
@@ -59,15 +60,19 @@ class SessionRun:
         model_dir: Path | None,
         device: torch.device,
         dtype: torch.dtype,
-        compile_blocks: bool = True,
+        cuda: CudaOptions = CudaOptions(),
         ranks: Ranks | None = None,
     ) -> SessionRun:
-        """Check the video writer (before minutes of loading and generating), load the preset's
-        networks and the session's scorers, tune them for CUDA, open the loop."""
+        """Check the video writer and --fp8 (before minutes of loading and generating), load the
+        preset's networks and the session's scorers, tune them for CUDA, open the loop."""
         from engine.models.factory import load_models, tune_for_cuda
         from engine.rewards.registry import build_scorers
 
         check_video_writer()
+        if cuda.fp8:
+            from engine.fp8 import check_fp8
+
+            check_fp8(device)
         spec = session.spec
         models = load_models(PRESETS[spec.preset], model_dir, device, dtype)
         scorers = (
@@ -75,9 +80,13 @@ class SessionRun:
             if spec.rewards is None
             else build_scorers(spec.rewards.short, spec.rewards.long, model_dir=model_dir, device=device, dtype=dtype)
         )
+        if cuda.fp8:
+            from engine.fp8 import use_fp8
+
+            use_fp8(models, scorers or ())
         if device.type == "cuda":
-            tune_for_cuda(models, compile_blocks=compile_blocks)
-        return cls(session, open_loop(spec, models, scorers, ranks))
+            tune_for_cuda(models, compile_blocks=cuda.compile_blocks)
+        return cls(session, open_loop(spec, models, scorers, ranks), cuda.fp8)
 
     @property
     def trained(self) -> bool:
@@ -93,7 +102,7 @@ class SessionRun:
     def compute_note(self) -> str | None:
         """A note when the session's committed chunks were computed on another device or dtype."""
         session, models = self.session, self.loop.models
-        here, made = compute_of(models.device, models.dtype), session.spec.compute
+        here, made = compute_of(models.device, models.dtype, self.fp8), session.spec.compute
         if not session.head or made in (None, here):
             return None
         return (

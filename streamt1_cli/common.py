@@ -82,6 +82,14 @@ CompileOption = Annotated[
     ),
 ]
 
+Fp8Option = Annotated[
+    bool,
+    typer.Option(
+        "--fp8",
+        help="FP8 matmuls in the transformer blocks and reward models (Ada/Hopper GPUs, needs torchao): faster, other numbers (docs/performance.md measures the drift).",
+    ),
+]
+
 
 def fail(message: str, code: int = 2) -> None:
     """Print one red line and exit (bad input or environment, not a crash)."""

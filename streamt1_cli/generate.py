@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.markup import escape
 
-from engine.config import MODEL_DIR_ENV, StreamConfig
+from engine.config import MODEL_DIR_ENV, CudaOptions, StreamConfig
 from engine.errors import StreamT1Error
 from engine.models.presets import PRESETS
 from engine.positions import PositionMode
@@ -31,6 +31,7 @@ from streamt1_cli.common import (
     DeviceOption,
     DtypeName,
     DtypeOption,
+    Fp8Option,
     ModelDirOption,
     NoScalingOption,
     PositionsOption,
@@ -101,7 +102,7 @@ def run_session(
     dev: torch.device,
     dt: torch.dtype,
     quiet: bool,
-    compile_blocks: bool,
+    cuda: CudaOptions,
     new_prompt: str | None = None,
     created: bool = False,
     ranks: Ranks | None = None,
@@ -117,7 +118,7 @@ def run_session(
     start = session.head
     if not ranks.leader:
         try:
-            follow(session, _load(session, model_dir, dev, dt, compile_blocks, ranks).loop, num_chunks, new_prompt)
+            follow(session, _load(session, model_dir, dev, dt, cuda, ranks).loop, num_chunks, new_prompt)
         except StreamT1Error as err:
             fail(f"rank {ranks.rank}: {err}")
         finally:
@@ -126,7 +127,7 @@ def run_session(
     try:
         with session.lock():
             try:
-                _run_locked(session, num_chunks, model_dir, dev, dt, quiet, compile_blocks, new_prompt, ranks)
+                _run_locked(session, num_chunks, model_dir, dev, dt, quiet, cuda, new_prompt, ranks)
             except StreamT1Error as err:
                 # Under our lock, after the writer was joined: nothing committed means nothing to keep.
                 if created and session.head == start:
@@ -151,14 +152,14 @@ def run_session(
 
 
 def _load(
-    session: Session, model_dir: Path | None, dev: torch.device, dt: torch.dtype, compile_blocks: bool, ranks: Ranks
+    session: Session, model_dir: Path | None, dev: torch.device, dt: torch.dtype, cuda: CudaOptions, ranks: Ranks
 ):
     """The session's run (models, scorers, loop), after every rank of a group has checked that all
     would compute the same chunks."""
     from sessions.group import run_facts
     from sessions.run import SessionRun
 
-    loaded = SessionRun.load(session, model_dir, dev, dt, compile_blocks, ranks)
+    loaded = SessionRun.load(session, model_dir, dev, dt, cuda, ranks)
     loop = loaded.loop
     scorers = None if loop.long_scorer is None else (loop.short_scorer, loop.long_scorer)
     ranks.check_same(run_facts(sys.argv[1:], loop.models, scorers))
@@ -172,13 +173,13 @@ def _run_locked(
     dev: torch.device,
     dt: torch.dtype,
     quiet: bool,
-    compile_blocks: bool,
+    cuda: CudaOptions,
     new_prompt: str | None,
     ranks: Ranks,
 ) -> None:
     from sessions.report.write import REPORT_FILE
 
-    loaded = _load(session, model_dir, dev, dt, compile_blocks, ranks)
+    loaded = _load(session, model_dir, dev, dt, cuda, ranks)
     start = session.head
     view = ScalingView(
         console,
@@ -233,6 +234,7 @@ def new(
     dtype: DtypeOption = DtypeName.auto,
     quiet: QuietOption = False,
     compile_blocks: CompileOption = True,
+    fp8: Fp8Option = False,
     no_scaling: NoScalingOption = False,
     positions: PositionsOption = PositionMode.AUTO,
     snapshot_every: Annotated[
@@ -337,10 +339,12 @@ def new(
     ranks, dev = start_world(resolve_device(device).type)
     dt = resolve_dtype(dtype, dev)
     try:
-        created = join(ranks, session, lambda: Session.create(session, replace(spec, compute=compute_of(dev, dt))))
+        created = join(ranks, session, lambda: Session.create(session, replace(spec, compute=compute_of(dev, dt, fp8))))
     except StreamT1Error as err:
         fail(str(err))
-    run_session(created, num_chunks, model_dir, dev, dt, quiet, compile_blocks, created=True, ranks=ranks)
+    run_session(
+        created, num_chunks, model_dir, dev, dt, quiet, CudaOptions(compile_blocks, fp8), created=True, ranks=ranks
+    )
 
 
 def load_check(spec: SessionSpec, model_dir: Path | None) -> None:
@@ -394,6 +398,7 @@ def continue_(
     dtype: DtypeOption = DtypeName.auto,
     quiet: QuietOption = False,
     compile_blocks: CompileOption = True,
+    fp8: Fp8Option = False,
 ) -> None:
     """Resume a session at its last whole chunk and generate more, exactly as if it never stopped
     (with the weights folder it was made with, unless --model-dir says otherwise)."""
@@ -414,7 +419,7 @@ def continue_(
         dev,
         resolve_dtype(dtype, dev),
         quiet,
-        compile_blocks,
+        CudaOptions(compile_blocks, fp8),
         new_prompt=prompt,
         ranks=ranks,
     )
@@ -446,6 +451,7 @@ def branch(
     dtype: DtypeOption = DtypeName.auto,
     quiet: QuietOption = False,
     compile_blocks: CompileOption = True,
+    fp8: Fp8Option = False,
 ) -> None:
     """Start a new session from a parent's first AT chunks (referenced, not copied) and continue it:
     with its prompt schedule unless --prompt takes over from AT."""
@@ -474,7 +480,7 @@ def branch(
         child = replace(
             spec,
             seed=spec.seed if seed is None else seed,
-            compute=compute_of(dev, dt),
+            compute=compute_of(dev, dt, fp8),
             parent=ParentRef(str(path.resolve()), at, parent.spec.id),
             model_dir=None if model_dir is None else str(model_dir),
         )
@@ -486,7 +492,9 @@ def branch(
 
     ranks, dev = start_world(dev.type)
     try:
-        session = join(ranks, to, lambda: Session.create(to, replace(child, compute=compute_of(dev, dt)), head=at))
+        session = join(ranks, to, lambda: Session.create(to, replace(child, compute=compute_of(dev, dt, fp8)), head=at))
     except StreamT1Error as err:
         fail(str(err))
-    run_session(session, num_chunks, model_dir, dev, dt, quiet, compile_blocks, created=True, ranks=ranks)
+    run_session(
+        session, num_chunks, model_dir, dev, dt, quiet, CudaOptions(compile_blocks, fp8), created=True, ranks=ranks
+    )

@@ -206,3 +206,11 @@ def test_seconds_and_chunks_convert_in_one_place():
     for k in range(5):
         assert c.chunk_at_frame(c.first_frame(k)) == k and c.chunk_at_frame(c.first_frame(k + 1) - 1) == k
     assert c.chunk_at_seconds(0.5) == 0 and c.chunk_at_seconds(1.0) == 1  # frame 8 is chunk 0's last, 16 chunk 1's
+
+
+def test_fp8_is_refused_in_one_line_where_it_cannot_run(tmp_path):
+    """Without an FP8-capable GPU, `--fp8` says what it needs, and the new session is not left behind."""
+    s = tmp_path / "fp8"
+    line = one_line_error("new", "x", "--session", str(s), "--chunks", "1", "--quiet", "--device", "cpu", "--fp8")
+    assert "--fp8 needs a CUDA GPU with FP8 tensor cores" in line
+    assert not s.exists()

@@ -11,6 +11,7 @@ import imageio.v3 as iio
 import pytest
 import torch
 
+from engine.config import CudaOptions
 from sessions.records import read_chunk_log
 from sessions.spec import Compute
 from sessions.store import HEAD_FILE, SPEC_FILE, STORE_DIR, Session
@@ -161,7 +162,16 @@ def test_a_session_in_use_is_never_removed_and_parent_loops_are_errors(three: Pa
     fresh = Session.create(tmp_path / "fresh", spec_for("tiny", 1, StreamConfig(), None, None, {0: "a fox"}))
     with Session.open(fresh.path).lock():  # another process's lock, as far as flock is concerned
         with pytest.raises(typer.Exit):
-            run_session(fresh, 1, None, torch.device("cpu"), torch.float32, True, False, created=True)
+            run_session(
+                fresh,
+                1,
+                None,
+                torch.device("cpu"),
+                torch.float32,
+                True,
+                CudaOptions(compile_blocks=False),
+                created=True,
+            )
     assert Session.open(fresh.path).head == 0
 
     child = tmp_path / "child"
