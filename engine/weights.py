@@ -75,25 +75,33 @@ def read_json(path: Path) -> dict[str, Any]:
         raise corrupt_error(path, exc) from exc
 
 
-def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+def read_safetensors(path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors, read tensor by tensor straight onto `device` (a GPU load never
+    holds the whole file in host memory)."""
     try:
-        return load_file(require(path))
+        return load_file(require(path), device=str(device))
     except Exception as exc:  # safetensors raises its own error type for bad headers
         raise corrupt_error(path, exc) from exc
 
 
-def read_weights(folder: Path, name: str) -> tuple[dict[str, torch.Tensor], Path]:
-    """A single `name` file or its sharded `name.index.json` form; returns the file to blame."""
+def read_weights(folder: Path, name: str, device: torch.device | str = "cpu") -> tuple[dict[str, torch.Tensor], Path]:
+    """A single `name` file or its sharded `name.index.json` form, onto `device`; returns the file to blame."""
     single, index = folder / name, folder / f"{name}.index.json"
     if single.exists() or not index.exists():
-        return read_safetensors(single), single
+        return read_safetensors(single, device), single
     weight_map = read_json(index).get("weight_map")
     if not isinstance(weight_map, dict):
         raise corrupt_error(index, ValueError("no weight_map"))
     state: dict[str, torch.Tensor] = {}
     for shard in sorted(set(weight_map.values())):
-        state.update(read_safetensors(folder / shard))
+        state.update(read_safetensors(folder / shard, device))
     return state, index
+
+
+def to_device(state: dict[str, torch.Tensor], device: torch.device | str) -> dict[str, torch.Tensor]:
+    """`state` (e.g. memory-mapped by `torch_load`) on `device`, copied one tensor at a time, so
+    that host memory holds at most the file's pages, never a second copy of it."""
+    return {key: tensor.to(device) for key, tensor in state.items()}
 
 
 def torch_load(path: Path) -> Any:
@@ -145,10 +153,16 @@ def load_strict(build: Callable[[], M], state: dict[str, torch.Tensor], dtype: t
             f"{path} holds {what} weights of other sizes (file vs model: {first_few(wrong, 2)}): "
             f"it belongs to a different model; {download_fix(path)}"
         )
-    # Fresh, owned tensors: file-backed (mmap) tensors are only 8-byte aligned, which sends CPU
-    # kernels down other paths (different rounding) and keeps the file's pages pinned to the model.
+    # On the CPU, fresh, owned tensors: file-backed (mmap) tensors are only 8-byte aligned, which
+    # sends CPU kernels down other paths (different rounding) and keeps the file's pages pinned to
+    # the model. Tensors read onto a GPU are already owned: cast there (no copy in their dtype).
     state = {
-        k: torch.empty(v.shape, dtype=dtype if v.is_floating_point() else v.dtype).copy_(v) for k, v in state.items()
+        k: (
+            torch.empty(v.shape, dtype=dtype if v.is_floating_point() else v.dtype).copy_(v)
+            if v.device.type == "cpu"
+            else v.to(dtype if v.is_floating_point() else v.dtype)
+        )
+        for k, v in state.items()
     }
     model.load_state_dict(state, strict=True, assign=True)
     return model.eval().requires_grad_(False)

@@ -103,12 +103,13 @@ def resolve_model_dir(model_dir: Path | None) -> Path:
 
 
 def load_models(preset: Preset, model_dir: Path | None, device: torch.device, dtype: torch.dtype) -> Models:
-    """The preset's networks: random-init when it is untrained, else read from the weights folder."""
+    """The preset's networks: random-init when it is untrained, else read from the weights folder
+    straight onto `device`."""
     if not preset.trained:
         return random_models(preset, device, dtype)
     from engine.models.checkpoints import load_longlive_models
 
-    loaded = load_longlive_models(resolve_model_dir(model_dir), dtype)
+    loaded = load_longlive_models(resolve_model_dir(model_dir), dtype, device=device)
     return Models(
         preset=preset,
         transformer=CausalWanTransformer(cast_for_inference(loaded.transformer, dtype).to(device)),

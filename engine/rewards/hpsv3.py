@@ -96,7 +96,7 @@ class HPSv3Scorer:
         tokenizer = load_tokenizer(processor_dir, [REWARD_TOKEN])
         config = load_config(processor_dir / QWEN_CONFIG_FILE, vocab_size=len(tokenizer))
         mean, std = read_pixel_stats(processor_dir / QWEN_PREPROCESSOR_FILE)
-        backbone_state, head_state = split_state(read_safetensors(checkpoint))
+        backbone_state, head_state = split_state(read_safetensors(checkpoint, device))  # onto the device directly
         model = load_backbone(backbone_state, config, dtype, checkpoint, processor_dir)
         hidden = config.text_config.hidden_size
         head = load_strict(lambda: ranknet_head(hidden), head_state, torch.float32, checkpoint, "HPSv3 head")

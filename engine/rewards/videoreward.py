@@ -54,6 +54,7 @@ from engine.weights import (
     read_safetensors,
     read_weights,
     require,
+    to_device,
     torch_load,
 )
 
@@ -193,7 +194,7 @@ class VideoRewardScorer:
         tokenizer = load_tokenizer(tokenizer_dir, SPECIAL_TOKENS, template_dirs=(base_dir,))
         config = load_config(base_dir / QWEN_CONFIG_FILE, vocab_size=len(tokenizer))
         pixel_mean, pixel_std = read_pixel_stats(base_dir / QWEN_PREPROCESSOR_FILE)
-        state, source = _checkpoint_state(step_dir, base_dir, peft)
+        state, source = _checkpoint_state(step_dir, base_dir, peft, device)
         backbone_state, head_state = split_state(state)
         model = load_backbone(backbone_state, config, dtype, source, tokenizer_dir)
         hidden, out = config.text_config.hidden_size, model_cfg.get("output_dim", 1)
@@ -265,8 +266,11 @@ def _latest_checkpoint(folder: Path) -> Path:
     return max(steps, key=lambda p: int(p.name.removeprefix("checkpoint-")))
 
 
-def _checkpoint_state(step_dir: Path, base_dir: Path, peft: dict[str, Any]) -> tuple[dict[str, Tensor], Path]:
-    """The plain reward model's state dict (old flat keys, LoRA merged) and the file to blame.
+def _checkpoint_state(
+    step_dir: Path, base_dir: Path, peft: dict[str, Any], device: torch.device | str
+) -> tuple[dict[str, Tensor], Path]:
+    """The plain reward model's state dict (old flat keys, LoRA merged) on `device`, where the
+    merge runs, and the file to blame.
 
     `model.pth` holds everything. The adapter form holds only what training changed: the LoRA
     and the trainable non-LoRA weights; the frozen rest comes from the base model's weights.
@@ -276,11 +280,12 @@ def _checkpoint_state(step_dir: Path, base_dir: Path, peft: dict[str, Any]) -> t
         state, source = torch_load(full), full
         if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
             raise foreign_error(full, "a VideoReward state dict", f"it holds a {type(state).__name__} of other things")
+        state = to_device(state, device)
     else:
         source = require(step_dir / VIDEOREWARD_ADAPTER_FILE)
-        non_lora = torch_load(step_dir / VIDEOREWARD_NON_LORA_FILE)
-        base, _ = read_weights(require(base_dir), VIDEOREWARD_BASE_WEIGHTS_NAME)
-        state = {**{_PEFT_PREFIX + k: v for k, v in base.items()}, **non_lora, **read_safetensors(source)}
+        non_lora = to_device(torch_load(step_dir / VIDEOREWARD_NON_LORA_FILE), device)
+        base, _ = read_weights(require(base_dir), VIDEOREWARD_BASE_WEIGHTS_NAME, device)
+        state = {**{_PEFT_PREFIX + k: v for k, v in base.items()}, **non_lora, **read_safetensors(source, device)}
     alpha = float(peft.get("lora_alpha", 1.0))
     if peft.get("use_rslora"):  # scale alpha / sqrt(r) instead of alpha / r
         alpha *= math.sqrt(peft["lora_r"])
