@@ -33,7 +33,7 @@ def check_fp8(device: torch.device) -> None:
         raise StreamT1Error("--fp8 needs torchao: pip install 'streamt1[fp8]' (or pip install torchao)") from exc
 
 
-def _in_a_layer(module: nn.Module, name: str) -> bool:
+def takes_fp8(module: nn.Module, name: str) -> bool:
     """Linear layers of the repeated blocks whose sizes the FP8 matmul takes (multiples of 16)."""
     return (
         isinstance(module, nn.Linear)
@@ -47,8 +47,8 @@ def quantize_fp8(module: nn.Module) -> int:
     """Quantize `module`'s block Linear layers in place; returns how many."""
     from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
 
-    count = sum(_in_a_layer(m, n) for n, m in module.named_modules())
-    quantize_(module, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()), filter_fn=_in_a_layer)
+    count = sum(takes_fp8(m, n) for n, m in module.named_modules())
+    quantize_(module, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()), filter_fn=takes_fp8)
     return count
 
 
