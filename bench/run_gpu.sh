@@ -13,9 +13,12 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 for step in $STEPS; do
   case $step in
     stream)   # plain LongLive and Stream-T1 N=4 through the session path, side by side
-      python3 bench/stream_bench.py --modes plain,scaled --chunks 12 --warmup 4 --rewards real --json "$OUT/stream.json" 2>&1 | clean | tee "$OUT/stream.txt" ;;
+      python3 bench/stream_bench.py --modes plain,scaled --chunks 8 --warmup 6 --rewards real --json "$OUT/stream.json" 2>&1 | clean | tee "$OUT/stream.txt" ;;
+    fp8)      # FP8 drift (each bf16 chunk's state re-run in FP8), then FP8 speed beside bf16 Stream-T1 (needs wheels/fp8)
+      python3 -m pip install --no-deps --no-index -q wheels/fp8/torchao-0.17.0*.whl
+      python3 bench/stream_bench.py --modes scaled,scaled-fp8,plain-fp8 --chunks 4 --warmup 6 --drift 2 --progress --json "$OUT/fp8.json" 2>&1 | clean > "$OUT/fp8.txt"; grep -v "^  chunk" "$OUT/fp8.txt" | tail -25 ;;
     plain)    # plain LongLive alone (quick)
-      python3 bench/stream_bench.py --modes plain --chunks 12 --warmup 4 --json "$OUT/plain.json" 2>&1 | clean | tee "$OUT/plain.txt" ;;
+      python3 bench/stream_bench.py --modes plain --chunks 8 --warmup 6 --json "$OUT/plain.json" 2>&1 | clean | tee "$OUT/plain.txt" ;;
     session)  # overnight sessions: snapshots, continue start-up at head 40 and 400, disk per hour
       python3 bench/session_bench.py --heads 40,400 --every 40 --json "$OUT/session.json" 2>&1 | clean | tee "$OUT/session.txt" ;;
     parallel) # candidate-parallel Stream-T1 N=4 on 1, 2 and 4 GPUs of this machine, one after another
