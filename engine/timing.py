@@ -16,40 +16,41 @@ from contextlib import contextmanager
 
 import torch
 
+Mark = float | torch.cuda.Event  # a phase's start or end
+
 
 class PhaseTimer:
     """Accumulates seconds per named phase; `take` returns them (waiting for the last phase)."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        self._seconds: dict[str, float] = defaultdict(float)
-        self._events: list[tuple[str, torch.cuda.Event, torch.cuda.Event]] = []
+        self._spans: list[tuple[str, Mark, Mark]] = []
+
+    def _mark(self) -> Mark:
+        """Now: an event recorded on the current CUDA stream, or the wall clock on the CPU."""
+        if self.device.type != "cuda":
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record(torch.cuda.current_stream(self.device))
+        return event
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        if self.device.type != "cuda":
-            start = time.perf_counter()
-            try:
-                with torch.profiler.record_function(name):
-                    yield
-            finally:
-                self._seconds[name] += time.perf_counter() - start
-            return
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        stream = torch.cuda.current_stream(self.device)
-        start.record(stream)
+        start = self._mark()
         try:
             with torch.profiler.record_function(name):
                 yield
         finally:
-            end.record(stream)
-            self._events.append((name, start, end))
+            self._spans.append((name, start, self._mark()))
 
     def take(self) -> dict[str, float]:
         """The phases measured since the last call, in seconds; starts afresh."""
-        out = self._seconds
-        for name, start, end in self._events:
-            end.synchronize()
-            out[name] += start.elapsed_time(end) / 1000.0
-        self._seconds, self._events = defaultdict(float), []
+        out: dict[str, float] = defaultdict(float)
+        for name, start, end in self._spans:
+            if isinstance(end, float):
+                out[name] += end - start
+            else:
+                end.synchronize()
+                out[name] += start.elapsed_time(end) / 1000.0
+        self._spans = []
         return dict(out)

@@ -153,16 +153,15 @@ def load_strict(build: Callable[[], M], state: dict[str, torch.Tensor], dtype: t
             f"{path} holds {what} weights of other sizes (file vs model: {first_few(wrong, 2)}): "
             f"it belongs to a different model; {download_fix(path)}"
         )
-    # On the CPU, fresh, owned tensors: file-backed (mmap) tensors are only 8-byte aligned, which
-    # sends CPU kernels down other paths (different rounding) and keeps the file's pages pinned to
-    # the model. Tensors read onto a GPU are already owned: cast there (no copy in their dtype).
-    state = {
-        k: (
-            torch.empty(v.shape, dtype=dtype if v.is_floating_point() else v.dtype).copy_(v)
-            if v.device.type == "cpu"
-            else v.to(dtype if v.is_floating_point() else v.dtype)
-        )
-        for k, v in state.items()
-    }
-    model.load_state_dict(state, strict=True, assign=True)
+
+    def owned(tensor: torch.Tensor) -> torch.Tensor:
+        """On the CPU, a fresh copy: file-backed (mmap) tensors are only 8-byte aligned, which sends
+        CPU kernels down other paths (different rounding) and keeps the file's pages pinned to the
+        model. Tensors read onto a GPU are already owned: cast there (no copy in their dtype)."""
+        target = dtype if tensor.is_floating_point() else tensor.dtype
+        if tensor.device.type == "cpu":
+            return torch.empty(tensor.shape, dtype=target).copy_(tensor)
+        return tensor.to(target)
+
+    model.load_state_dict({k: owned(v) for k, v in state.items()}, strict=True, assign=True)
     return model.eval().requires_grad_(False)
