@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from engine.config import StreamConfig
+from engine.cuda_setup import compile_reward_layers
 from engine.models.factory import Models, random_models, tune_for_cuda
 from engine.models.presets import LONGLIVE, TINY, Preset
 from engine.parallel import Ranks
@@ -42,13 +43,20 @@ def bench_models(compile_blocks: bool, vae_convs_as_2d: bool = True, smoke: bool
     return models
 
 
-def reward_models(kind: str, smoke: bool = False):
-    """Real-size random-init HPSv3 (Qwen2-VL-7B) and VideoReward (Qwen2-VL-2B), or the proxies."""
+def reward_models(kind: str, smoke: bool = False, compiled: bool = False):
+    """Real-size random-init HPSv3 (Qwen2-VL-7B) and VideoReward (Qwen2-VL-2B), or the proxies;
+    `compiled`: with their layers compiled, as a session's run on CUDA compiles them."""
     if kind == "proxy" or smoke:
         return SharpnessProxy(), TemporalConsistencyProxy()
     from bench.reward_models import random_hpsv3, random_videoreward
 
-    return random_hpsv3(torch.device("cuda"), torch.bfloat16), random_videoreward(torch.device("cuda"), torch.bfloat16)
+    scorers = (
+        random_hpsv3(torch.device("cuda"), torch.bfloat16),
+        random_videoreward(torch.device("cuda"), torch.bfloat16),
+    )
+    if compiled:
+        compile_reward_layers(scorers)
+    return scorers
 
 
 def new_session(
@@ -127,3 +135,24 @@ def steady_fps(timed: Timed, warmup: int, config: StreamConfig = StreamConfig())
     median = statistics.median(gaps)
     frames = config.pixel_frames(timed.records[-1].chunk)
     return frames / median, median * 1e3, sum(g > 1.5 * median for g in gaps)
+
+
+PSEUDO_EVENTS = ("Command Buffer Full",)  # the profiler logs launch-queue stalls as GPU events
+
+
+def busy_ms(events) -> float:
+    """Milliseconds in which at least one GPU kernel or copy ran (the union of their intervals;
+    user ranges and the profiler's own markers left out)."""
+    spans = sorted(
+        (e.time_range.start, e.time_range.end)
+        for e in events
+        if e.device_type == torch.autograd.DeviceType.CUDA
+        and not getattr(e, "is_user_annotation", False)
+        and e.name not in PSEUDO_EVENTS
+    )
+    busy, end = 0.0, float("-inf")
+    for a, b in spans:
+        if b > end:
+            busy += b - max(a, end)
+            end = b
+    return busy / 1e3

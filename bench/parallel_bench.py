@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     ranks, _ = start_world("cpu" if args.smoke else "cuda")
     models = bench_models(not args.no_compile, smoke=args.smoke)
-    scorers = reward_models(args.rewards, args.smoke)
+    scorers = reward_models(args.rewards, args.smoke, compiled=not args.no_compile)
     folder = args.dir / f"g{ranks.size}"
     session = join(ranks, folder, lambda: new_session(folder, models, ScalingConfig(), args.rewards))
     loop = loop_for(session, models, scorers, ranks)

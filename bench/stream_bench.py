@@ -22,6 +22,7 @@ import torch
 
 from bench.common import (
     bench_models,
+    busy_ms,
     device_name,
     fps,
     loop_for,
@@ -32,31 +33,11 @@ from bench.common import (
     sync,
     timed_run,
 )
+from engine.cuda_setup import compile_reward_layers
 from engine.rewards.vision_attention import batch_vision_attention
 from engine.scaling.config import ScalingConfig
 
 PHASES = ("recache", "denoise", "cache_write", "decode", "reward_inputs", "short_reward", "long_reward", "commit_wait")
-
-
-PSEUDO_EVENTS = ("Command Buffer Full",)  # the profiler logs launch-queue stalls as GPU events
-
-
-def busy_ms(events) -> float:
-    """Milliseconds in which at least one GPU kernel or copy ran (the union of their intervals;
-    user ranges and the profiler's own markers left out)."""
-    spans = sorted(
-        (e.time_range.start, e.time_range.end)
-        for e in events
-        if e.device_type == torch.autograd.DeviceType.CUDA
-        and not getattr(e, "is_user_annotation", False)
-        and e.name not in PSEUDO_EVENTS
-    )
-    busy, end = 0.0, float("-inf")
-    for a, b in spans:
-        if b > end:
-            busy += b - max(a, end)
-            end = b
-    return busy / 1e3
 
 
 def profile_steps(loop, steps: int, mode: str) -> None:
@@ -179,7 +160,8 @@ def main() -> None:
         help="comma-separated runs: plain (LongLive), scaled (Stream-T1), reference (Stream-T1 scoring the "
         "reference's reward inputs); a suffix -noreport runs without the live report, -sdpa-vision with "
         "transformers' own per-image vision attention in the reward models, -fp8 with FP8 matmuls (quantizes "
-        "the shared models in place: list fp8 modes last)",
+        "the shared models in place: list fp8 modes last), -eagerrewards with the reward models' layers not compiled "
+        "(list those first)",
     )
     parser.add_argument("--chunks", type=int, default=12, help="timed chunks (after warm-up)")
     parser.add_argument("--warmup", type=int, default=4)
@@ -207,12 +189,21 @@ def main() -> None:
     results = {}
     scorers = None
     fp8 = False  # the shared models are quantized
+    rewards_compiled = False  # the shared reward models' layers are compiled
     for mode in args.modes.split(","):
         base, *options = mode.split("-", 1)
-        if base not in ("plain", "scaled", "reference") or options not in ([], ["noreport"], ["sdpa-vision"], ["fp8"]):
+        if base not in ("plain", "scaled", "reference") or options not in (
+            [],
+            ["noreport"],
+            ["sdpa-vision"],
+            ["fp8"],
+            ["eagerrewards"],
+        ):
             parser.error(f"unknown mode {mode}")
         if fp8 and options != ["fp8"]:
             parser.error(f"{mode} after an -fp8 mode: the models are quantized by then; list fp8 modes last")
+        if rewards_compiled and options == ["eagerrewards"]:
+            parser.error(f"{mode} after a mode with compiled reward models: list -eagerrewards modes first")
         scaling = (
             None if base == "plain" else ScalingConfig(reward_inputs="reference" if base == "reference" else "video")
         )
@@ -226,6 +217,9 @@ def main() -> None:
             else:
                 use_fp8(models, scorers or ())
             fp8 = True
+        if scorers is not None and options != ["eagerrewards"] and not (args.no_compile or rewards_compiled):
+            compile_reward_layers(scorers)  # as a session's run on CUDA does
+            rewards_compiled = True
         for scorer in scorers or ():
             if hasattr(scorer, "backbone"):  # the real reward models: choose their vision attention
                 batch_vision_attention(scorer.backbone.model.visual)

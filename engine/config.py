@@ -89,9 +89,9 @@ class StreamConfig:
 @dataclass(frozen=True)
 class CudaOptions:
     """How the networks run on a CUDA GPU, chosen per run (not stored with a session's settings).
-    `compile_blocks`: torch.compile the transformer blocks (faster, slow first chunks); `fp8`: FP8
-    matmuls in the transformer blocks and reward models (engine.fp8; other numbers, recorded in the
-    session's compute)."""
+    `compile_blocks`: torch.compile the transformer blocks and the reward models' layers (faster,
+    slow first chunks); `fp8`: FP8 matmuls in the transformer blocks and reward models (engine.fp8;
+    other numbers, recorded in the session's compute)."""
 
     compile_blocks: bool = True
     fp8: bool = False

@@ -14,7 +14,7 @@ from torch import nn
 
 from engine.errors import StreamT1Error
 from engine.models.factory import Models
-from engine.rewards.qwen_vl import QwenVL
+from engine.rewards.qwen_vl import qwen_backbones
 
 FP8_CAPABILITY = (8, 9)  # Ada and Hopper: the first GPUs with FP8 tensor cores
 _IN_LAYERS = ("blocks.", "layers.")  # transformer blocks, Qwen2-VL vision blocks and decoder layers
@@ -57,9 +57,4 @@ def use_fp8(models: Models, scorers: Iterable[object] = ()) -> int:
     proxies have no matmuls); call before `tune_for_cuda` compiles the blocks. Returns the number
     of Linear layers quantized."""
     check_fp8(models.device)
-    count = quantize_fp8(models.transformer.wan)
-    for scorer in scorers:
-        backbone = getattr(scorer, "backbone", None)
-        if isinstance(backbone, QwenVL):
-            count += quantize_fp8(backbone.model)
-    return count
+    return quantize_fp8(models.transformer.wan) + sum(quantize_fp8(b.model) for b in qwen_backbones(scorers))

@@ -65,7 +65,8 @@ class SessionRun:
     ) -> SessionRun:
         """Check the video writer and --fp8 (before minutes of loading and generating), load the
         preset's networks and the session's scorers, tune them for CUDA, open the loop."""
-        from engine.models.factory import load_models, tune_for_cuda
+        from engine.cuda_setup import prepare_for_cuda
+        from engine.models.factory import load_models
         from engine.rewards.registry import build_scorers
 
         check_video_writer()
@@ -80,12 +81,8 @@ class SessionRun:
             if spec.rewards is None
             else build_scorers(spec.rewards.short, spec.rewards.long, model_dir=model_dir, device=device, dtype=dtype)
         )
-        if cuda.fp8:
-            from engine.fp8 import use_fp8
-
-            use_fp8(models, scorers or ())
         if device.type == "cuda":
-            tune_for_cuda(models, compile_blocks=cuda.compile_blocks)
+            prepare_for_cuda(models, scorers or (), cuda)
         return cls(session, open_loop(spec, models, scorers, ranks), cuda.fp8)
 
     @property

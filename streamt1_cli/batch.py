@@ -10,6 +10,7 @@ import typer
 
 from streamt1_cli.common import (
     ChunksOption,
+    CompileOption,
     DeviceName,
     DeviceOption,
     DtypeName,
@@ -50,6 +51,7 @@ def batch(
     device: DeviceOption = DeviceName.auto,
     dtype: DtypeOption = DtypeName.auto,
     quiet: QuietOption = False,
+    compile_blocks: CompileOption = True,
 ) -> None:
     """Generate a video per prompt, split over the processes of a torchrun job; run it again to
     continue what stopped and skip what is finished."""
@@ -72,7 +74,7 @@ def batch(
     dt = resolve_dtype(dtype, dev)
     try:
         group, index, groups = split_world(world, gpus_per_session)
-        runner = _BatchRunner(preset.value, model_dir, dev, dt, no_scaling, group)
+        runner = _BatchRunner(preset.value, model_dir, dev, dt, no_scaling, group, compile_blocks)
         run_batch(items, root, group, index, groups, world.rank, runner.spec_of, runner.open_loop, _say)
         world.barrier()
     except StreamT1Error as err:
@@ -90,7 +92,11 @@ def _say(line: str) -> None:
 class _BatchRunner:
     """Models and scorers loaded once per process, a loop per session."""
 
-    def __init__(self, preset: str, model_dir: Path | None, device, dtype, no_scaling: bool, group) -> None:
+    def __init__(
+        self, preset: str, model_dir: Path | None, device, dtype, no_scaling: bool, group, compile_blocks: bool
+    ) -> None:
+        from engine.config import CudaOptions
+        from engine.cuda_setup import prepare_for_cuda
         from engine.models.factory import load_models
         from engine.models.presets import PRESETS
         from engine.rewards.registry import DEFAULT_REWARDS, build_scorers
@@ -101,6 +107,8 @@ class _BatchRunner:
         self.scorers = (
             None if no_scaling else build_scorers(*self.rewards, model_dir=model_dir, device=device, dtype=dtype)
         )
+        if device.type == "cuda":  # the speed settings every session run gets
+            prepare_for_cuda(self.models, self.scorers or (), CudaOptions(compile_blocks))
 
     def spec_of(self, item):
         from dataclasses import replace

@@ -78,7 +78,7 @@ CompileOption = Annotated[
     bool,
     typer.Option(
         "--compile/--no-compile",
-        help="torch.compile the transformer blocks on CUDA (faster on GPUs, see docs/performance.md; the first chunks are slower).",
+        help="torch.compile the transformer blocks and the reward models' layers on CUDA (faster on GPUs, see docs/performance.md; the first chunks are slower).",
     ),
 ]
 

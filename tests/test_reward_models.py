@@ -261,6 +261,21 @@ def test_hpsv3_batched_equals_one_by_one_and_is_deterministic(hpsv3):
     assert torch.equal(batched, scorer.score_frames(frames, PROMPT_TEXT))
 
 
+def test_compiled_layers_score_as_eager(hpsv3):
+    """`compile_layers` wraps every vision block and decoder layer, and the traced layers compute
+    what the eager ones do, at a second batch size too (a recompile). The eager backend keeps the
+    kernels the same, so this checks the tracing, not inductor's fused numerics (GPU benchmark)."""
+    scorer = HPSv3Scorer.from_files(hpsv3["checkpoint"], hpsv3["processor"], "cpu", F32)
+    frames = decoded_frames(3, IMAGE_HW, seed=5)
+    eager = [scorer.score_frames(frames[:n], PROMPT_TEXT) for n in (3, 2)]
+    scorer.backbone.compile_layers(backend="eager")
+    model = scorer.backbone.model
+    layers = [*model.visual.blocks, *model.language_model.layers]
+    assert layers and all(layer._compiled_call_impl is not None for layer in layers)
+    for n, expected in zip((3, 2), eager):
+        torch.testing.assert_close(scorer.score_frames(frames[:n], PROMPT_TEXT), expected, atol=1e-5, rtol=1e-5)
+
+
 def test_hpsv3_head_is_float32_and_drives_mu(hpsv3):
     scorer = hpsv3["scorer"]
     assert all(p.dtype == F32 for p in scorer.head.parameters())

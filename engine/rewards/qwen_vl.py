@@ -22,7 +22,7 @@ The LM head is never used by a reward, so it is neither built nor loaded.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -221,6 +221,13 @@ class QwenVL:
         batch_vision_attention(self.model.visual)
         self._prompts: dict[tuple[str, str, int], Tensor] = {}
 
+    def compile_layers(self, backend: str = "inductor") -> None:
+        """torch.compile each vision block and decoder layer: their norms, rotary embeddings and
+        activations become fused kernels instead of ~30 elementwise passes a layer over tens of
+        thousands of tokens. A new input shape (a longer clip) recompiles once, then runs dynamic."""
+        for layer in (*self.model.visual.blocks, *self.model.language_model.layers):
+            layer.compile(backend=backend)
+
     def prompt_ids(self, text: str, vision: Literal["image", "video"], n_vision_tokens: int) -> Tensor:
         """Token ids of the user turn [vision, text] in the chat template, ready for the answer,
         the vision placeholder repeated `n_vision_tokens` times (as the processor expands it).
@@ -291,3 +298,8 @@ class QwenVL:
             **pixel_kwargs,
         )
         return out.last_hidden_state[:, torch.cat(positions).to(device, non_blocking=True)]
+
+
+def qwen_backbones(scorers: Iterable[object]) -> list[QwenVL]:
+    """The Qwen2-VL backbones of the real reward models among `scorers` (the proxies have none)."""
+    return [s.backbone for s in scorers if isinstance(getattr(s, "backbone", None), QwenVL)]
