@@ -4,13 +4,16 @@ loads them. Per part: seconds, and the process's peak host memory, two ways: pea
 (VmHWM, which also counts the weight files' cached pages while they are mapped) and peak anonymous
 memory (RssAnon sampled every 10 ms: memory that cannot be dropped to make room).
 
-    python bench/load_bench.py --model-dir DIR [--device cuda] [--rewards] [--json OUT.json]
+    python bench/load_bench.py --model-dir DIR [--device cuda] [--rewards] [--cold] [--json OUT.json]
+
+A weights folder of random values at real size: bench/write_model_dir.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -49,6 +52,19 @@ class AnonPeak:
         self.peak_kib = max(self.peak_kib, status_kib("RssAnon"))
 
 
+def evict_cached_pages(folder: Path) -> None:
+    """Drop the page cache of every file under `folder` (no root needed), so the next load reads
+    from the disk, as the first start after a reboot or a download does."""
+    os.sync()
+    for path in folder.rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
 def timed(part: str, load, device: torch.device) -> tuple[object, dict]:
     with AnonPeak() as anon:
         start = time.perf_counter()
@@ -72,15 +88,20 @@ def main() -> None:
     parser.add_argument("--preset", default="longlive")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--rewards", action="store_true", help="also HPSv3 and VideoReward")
+    parser.add_argument("--cold", action="store_true", help="evict the files' cached pages before each part")
     parser.add_argument("--json")
     args = parser.parse_args()
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     print(f"{'part':<14}{'load':>11}{'peak anon':>14}{'peak RSS':>14}")
     rows = []
+    if args.cold:
+        evict_cached_pages(args.model_dir)
     _, row = timed("networks", lambda: load_models(PRESETS[args.preset], args.model_dir, device, dtype), device)
     rows.append(row)
     if args.rewards:
+        if args.cold:
+            evict_cached_pages(args.model_dir)
         _, row = timed(
             "reward models",
             lambda: build_scorers("hpsv3", "videoreward", model_dir=args.model_dir, device=device, dtype=dtype),

@@ -1,6 +1,6 @@
 """Real-weight loaders on tiny models written in every published layout, with the real file and key
-names. The Wan-layout key names come from tables defined HERE (inverting diffusers' naming), so a
-loader bug cannot hide behind a shared mapping."""
+names. The Wan-layout key names come from tables in tests/wan_layout.py (inverting diffusers'
+naming), so a loader bug cannot hide behind a shared mapping."""
 
 from __future__ import annotations
 
@@ -8,17 +8,14 @@ import dataclasses
 import fnmatch
 import json
 import math
-import re
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
-from safetensors.torch import save_file
-from tokenizers import Tokenizer, models, pre_tokenizers
 from torch import nn
-from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+from transformers import UMT5Config, UMT5EncoderModel
 
 from engine.errors import StreamT1Error, WeightsError
 from engine.model_files import download_plan
@@ -31,6 +28,7 @@ from engine.models.checkpoints import (
 )
 from engine.models.lora import lora_pairs, merge_lora
 from engine.models.presets import TINY
+from tests.wan_layout import wan_transformer_state, word_tokenizer, write_original
 
 # diffusers' Wan converter (and Wan2.1 itself) lays the decoder out with 3 resnets + 1 upsampler per
 # stage, i.e. num_res_blocks=2; the tiny preset's 1 would not round-trip through the Wan layout.
@@ -38,105 +36,10 @@ PRESET = dataclasses.replace(TINY, vae={**TINY.vae, "num_res_blocks": 2})
 F32 = torch.float32
 
 # ------------------------------------------------------------------------------------------------
-# diffusers / transformers names -> original Wan names (defined independently of the loader)
-
-_WAN_TRANSFORMER = [
-    (r"condition_embedder\.time_embedder\.linear_([12])\.", lambda m: f"time_embedding.{2 * int(m[1]) - 2}."),
-    (r"condition_embedder\.text_embedder\.linear_([12])\.", lambda m: f"text_embedding.{2 * int(m[1]) - 2}."),
-    (r"condition_embedder\.time_proj\.", lambda m: "time_projection.1."),
-    (r"blocks\.(\d+)\.attn([12])\.to_out\.0\.", lambda m: f"blocks.{m[1]}.{_ATTN[m[2]]}.o."),
-    (r"blocks\.(\d+)\.attn([12])\.to_([qkv])\.", lambda m: f"blocks.{m[1]}.{_ATTN[m[2]]}.{m[3]}."),
-    (r"blocks\.(\d+)\.attn([12])\.norm_([qk])\.", lambda m: f"blocks.{m[1]}.{_ATTN[m[2]]}.norm_{m[3]}."),
-    (r"blocks\.(\d+)\.norm2\.", lambda m: f"blocks.{m[1]}.norm3."),  # the cross-attention norm
-    (r"blocks\.(\d+)\.ffn\.net\.0\.proj\.", lambda m: f"blocks.{m[1]}.ffn.0."),
-    (r"blocks\.(\d+)\.ffn\.net\.2\.", lambda m: f"blocks.{m[1]}.ffn.2."),
-    (r"blocks\.(\d+)\.scale_shift_table", lambda m: f"blocks.{m[1]}.modulation"),
-    (r"scale_shift_table", lambda m: "head.modulation"),
-    (r"proj_out\.", lambda m: "head.head."),
-    (r"patch_embedding\.", lambda m: "patch_embedding."),
-]
-_ATTN = {"1": "self_attn", "2": "cross_attn"}
-
-_WAN_T5 = [
-    (r"shared\.weight", lambda m: "token_embedding.weight"),
-    (r"encoder\.final_layer_norm\.", lambda m: "norm."),
-    (r"encoder\.block\.(\d+)\.layer\.0\.layer_norm\.", lambda m: f"blocks.{m[1]}.norm1."),
-    (r"encoder\.block\.(\d+)\.layer\.0\.SelfAttention\.([qkvo])\.", lambda m: f"blocks.{m[1]}.attn.{m[2]}."),
-    (
-        r"encoder\.block\.(\d+)\.layer\.0\.SelfAttention\.relative_attention_bias\.",
-        lambda m: f"blocks.{m[1]}.pos_embedding.embedding.",
-    ),
-    (r"encoder\.block\.(\d+)\.layer\.1\.layer_norm\.", lambda m: f"blocks.{m[1]}.norm2."),
-    (r"encoder\.block\.(\d+)\.layer\.1\.DenseReluDense\.wi_0\.", lambda m: f"blocks.{m[1]}.ffn.gate.0."),
-    (r"encoder\.block\.(\d+)\.layer\.1\.DenseReluDense\.wi_1\.", lambda m: f"blocks.{m[1]}.ffn.fc1."),
-    (r"encoder\.block\.(\d+)\.layer\.1\.DenseReluDense\.wo\.", lambda m: f"blocks.{m[1]}.ffn.fc2."),
-]
-
-_STAGE = 4  # Wan decoder stage: num_res_blocks + 1 = 3 resnets, then one upsampler
-_WAN_VAE_PREFIX = [  # (pattern, Wan prefix, is a residual block)
-    (r"(encoder|decoder)\.conv_in\.", lambda m: f"{m[1]}.conv1.", False),
-    (r"quant_conv\.", lambda m: "conv1.", False),
-    (r"post_quant_conv\.", lambda m: "conv2.", False),
-    (r"(encoder|decoder)\.mid_block\.resnets\.([01])\.", lambda m: f"{m[1]}.middle.{2 * int(m[2])}.", True),
-    (r"(encoder|decoder)\.mid_block\.attentions\.0\.", lambda m: f"{m[1]}.middle.1.", False),
-    (r"(encoder|decoder)\.norm_out\.", lambda m: f"{m[1]}.head.0.", False),
-    (r"(encoder|decoder)\.conv_out\.", lambda m: f"{m[1]}.head.2.", False),
-    (r"encoder\.down_blocks\.(\d+)\.", lambda m: f"encoder.downsamples.{m[1]}.", True),
-    (
-        r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.",
-        lambda m: f"decoder.upsamples.{_STAGE * int(m[1]) + int(m[2])}.",
-        True,
-    ),
-    (r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.", lambda m: f"decoder.upsamples.{_STAGE * int(m[1]) + 3}.", False),
-]
-_WAN_RESIDUAL = {
-    "norm1.": "residual.0.",
-    "conv1.": "residual.2.",
-    "norm2.": "residual.3.",
-    "conv2.": "residual.6.",
-    "conv_shortcut.": "shortcut.",
-}
-
-
-def _rename(key: str, rules) -> str:
-    for pattern, repl in rules:
-        m = re.match(pattern, key)
-        if m:
-            return repl(m) + key[m.end() :]
-    raise AssertionError(f"no Wan name for {key}")
-
-
-def _wan_vae_key(key: str) -> str:
-    for pattern, repl, residual in _WAN_VAE_PREFIX:
-        m = re.match(pattern, key)
-        if m:
-            rest = key[m.end() :]
-            if residual:
-                rest = next(
-                    (new + rest[len(old) :] for old, new in _WAN_RESIDUAL.items() if rest.startswith(old)), rest
-                )
-            return repl(m) + rest
-    raise AssertionError(f"no Wan name for {key}")
-
-
-def wan_transformer_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {_rename(k, _WAN_TRANSFORMER): v.clone() for k, v in model.state_dict().items()}
-
-
-def wan_t5_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    sd = model.state_dict()
-    return {_rename(k, _WAN_T5): v.clone() for k, v in sd.items() if k != "encoder.embed_tokens.weight"}
-
-
-def wan_vae_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {_wan_vae_key(k): v.clone() for k, v in model.state_dict().items()}
-
-
-# ------------------------------------------------------------------------------------------------
 # Tiny models and model dirs
 
 
-def _randomize(model: nn.Module, seed: int) -> nn.Module:
+def randomized(model: nn.Module, seed: int) -> nn.Module:
     """Random values everywhere (zero-initialised tables included) so a swapped key shows."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -145,51 +48,18 @@ def _randomize(model: nn.Module, seed: int) -> nn.Module:
     return model.eval()
 
 
-def _tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2} | {w: i + 3 for i, w in enumerate("a cat walks on the moon".split())}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
-
-
-def _wan_config() -> dict:
-    t = PRESET.transformer
-    return {
-        "_class_name": "WanModel",
-        "_diffusers_version": "0.30.0",
-        "model_type": "t2v",
-        "dim": t["num_attention_heads"] * t["attention_head_dim"],
-        "ffn_dim": t["ffn_dim"],
-        "freq_dim": t["freq_dim"],
-        "in_dim": t["in_channels"],
-        "out_dim": t["out_channels"],
-        "num_heads": t["num_attention_heads"],
-        "num_layers": t["num_layers"],
-        "text_len": PRESET.text_len,
-        "eps": t["eps"],
-        "text_dim": t["text_dim"],  # real Wan configs omit it (WanModel's default is 4096)
-    }
-
-
 @pytest.fixture(scope="module")
 def tiny():
     return {
-        "transformer": _randomize(WanTransformer3DModel(**PRESET.transformer), 1),
-        "vae": _randomize(AutoencoderKLWan(**PRESET.vae), 2),
-        "t5": _randomize(UMT5EncoderModel(UMT5Config(**PRESET.text_encoder)), 3),
-        "tokenizer": _tokenizer(),
+        "transformer": randomized(WanTransformer3DModel(**PRESET.transformer), 1),
+        "vae": randomized(AutoencoderKLWan(**PRESET.vae), 2),
+        "t5": randomized(UMT5EncoderModel(UMT5Config(**PRESET.text_encoder)), 3),
+        "tokenizer": word_tokenizer(),
     }
 
 
-def write_original(root: Path, tiny: dict) -> Path:
-    wan = root / "Wan2.1-T2V-1.3B"
-    (wan / "google").mkdir(parents=True)
-    (wan / "config.json").write_text(json.dumps(_wan_config()))
-    save_file(wan_transformer_state(tiny["transformer"]), wan / "diffusion_pytorch_model.safetensors")
-    torch.save(wan_t5_state(tiny["t5"]), wan / "models_t5_umt5-xxl-enc-bf16.pth")
-    tiny["tokenizer"].save_pretrained(wan / "google" / "umt5-xxl")
-    torch.save(wan_vae_state(tiny["vae"]), wan / "Wan2.1_VAE.pth")
-    return wan
+def write_tiny_original(root: Path, tiny: dict) -> Path:
+    return write_original(root, PRESET, tiny["transformer"], tiny["t5"], tiny["vae"], tiny["tokenizer"])
 
 
 def write_diffusers(root: Path, tiny: dict, shard: bool = False) -> Path:
@@ -204,7 +74,7 @@ def write_diffusers(root: Path, tiny: dict, shard: bool = False) -> Path:
 @pytest.fixture(scope="module")
 def original_dir(tiny, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("original")
-    write_original(root, tiny)
+    write_tiny_original(root, tiny)
     return root
 
 

@@ -20,8 +20,9 @@ from transformers import UMT5Config, UMT5EncoderModel
 from engine.models.factory import MODEL_DIR_ENV
 from engine.models.presets import PRESETS
 from sessions.store import SPEC_FILE, Session
-from tests.test_checkpoints import PRESET, _randomize, _tokenizer, write_diffusers
+from tests.test_checkpoints import PRESET, randomized, write_diffusers
 from tests.test_sessions import assert_same_run, cli, one_line_error
+from tests.wan_layout import word_tokenizer
 
 PROMPT = "a cat walks on the moon"  # words of the tiny tokenizer's vocabulary
 RUN = ("--preset", "longlive", "--no-scaling", "--device", "cpu")
@@ -34,10 +35,10 @@ def weights(tmp_path_factory) -> Path:
     write_diffusers(
         root,
         {
-            "transformer": _randomize(WanTransformer3DModel(**PRESET.transformer), 1),
-            "vae": _randomize(AutoencoderKLWan(**PRESET.vae), 2),
-            "t5": _randomize(UMT5EncoderModel(UMT5Config(**PRESET.text_encoder)), 3),
-            "tokenizer": _tokenizer(),
+            "transformer": randomized(WanTransformer3DModel(**PRESET.transformer), 1),
+            "vae": randomized(AutoencoderKLWan(**PRESET.vae), 2),
+            "t5": randomized(UMT5EncoderModel(UMT5Config(**PRESET.text_encoder)), 3),
+            "tokenizer": word_tokenizer(),
         },
     )
     return root
