@@ -156,3 +156,9 @@ def busy_ms(events) -> float:
             busy += b - max(a, end)
             end = b
     return busy / 1e3
+
+
+def kendall_agreement(a: list[float], b: list[float]) -> float:
+    """Fraction of candidate pairs that two score lists order alike (1: the same ranking)."""
+    pairs = [(i, j) for i in range(len(a)) for j in range(i + 1, len(a))]
+    return sum((a[i] - a[j]) * (b[i] - b[j]) > 0 for i, j in pairs) / len(pairs)

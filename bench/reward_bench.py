@@ -1,10 +1,11 @@
 """The two reward models alone at real size (random init), as Stream-T1 calls them a chunk: HPSv3 on
 a group's frames (2 candidates x 12 frames) or on all four candidates' at once, VideoReward on a
 group's clips or all four. Each configuration is timed eager, then with `QwenVL.compile_layers`
-(same weights, same inputs, so the table also gives the compiled scores' drift), and optionally
-profiled once eager with the top kernels.
+(same weights, same inputs, so the table also gives the compiled scores' drift), optionally then
+with FP8 matmuls (`--fp8`), and optionally profiled once eager with the top kernels. Scores of
+random weights say how far the numbers move and whether the ranking holds, not how good they are.
 
-    python bench/reward_bench.py [--frames 24,48] [--clips 2,4] [--clip-frames 120] [--profile]
+    python bench/reward_bench.py [--frames 24,48] [--clips 2,4] [--clip-frames 120] [--fp8] [--profile]
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from pathlib import Path
 
 import torch
 
-from bench.common import busy_ms, device_name, reward_models
+from bench.common import busy_ms, device_name, kendall_agreement, reward_models
+from engine.cuda_setup import compile_reward_layers
+from engine.rewards.qwen_vl import qwen_backbones
 
 PROMPT = "a red fox running through fresh snow"
 FPS = 16  # the stream's frame rate: VideoReward samples the clip at its own 2 fps from it
@@ -55,6 +58,7 @@ def main() -> None:
     parser.add_argument("--clip-frames", type=int, default=120, help="frames of a clip (10 chunks of 12)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="profile the largest batches, eager")
+    parser.add_argument("--fp8", action="store_true", help="then FP8 matmuls in the compiled layers (needs torchao)")
     parser.add_argument("--json")
     args = parser.parse_args()
     frames_n = [int(n) for n in args.frames.split(",")]
@@ -70,23 +74,33 @@ def main() -> None:
     if args.profile:
         profiled(f"HPSv3 {max(frames_n)} frames", calls[f"HPSv3 {max(frames_n)} frames"])
         profiled(f"VideoReward {max(clips_n)} clips", calls[f"VideoReward {max(clips_n)} clips"])
+    modes = ["eager", "compiled"] + (["fp8"] if args.fp8 else [])
     rows: dict[str, dict] = {name: {} for name in calls}
-    for mode in ("eager", "compiled"):
+    for mode in modes:
         if mode == "compiled":
-            hpsv3.backbone.compile_layers()
-            videoreward.backbone.compile_layers()
+            compile_reward_layers((hpsv3, videoreward))
+        if mode == "fp8":  # quantized in place under the compiled layers, as --fp8 runs
+            from engine.fp8 import quantize_fp8
+
+            for backbone in qwen_backbones((hpsv3, videoreward)):
+                quantize_fp8(backbone.model)
         for name, call in calls.items():
-            ms, out = timed_ms(call, args.repeat)
-            rows[name][mode] = ms
-            rows[name][f"{mode}_scores"] = out
-    print(f"{device_name()}, median of {args.repeat} calls after a warm-up (ms)")
-    print(f"{'call':<24}{'eager':>10}{'compiled':>10}{'ratio':>8}{'max |diff| of scores':>22}")
+            rows[name][mode] = timed_ms(call, args.repeat)
+            print(f"  {mode:<9}{name:<24}{rows[name][mode][0]:>9.1f} ms", flush=True)
+    print(f"{device_name()}, median ms of {args.repeat} calls after a warm-up; each mode against eager bf16")
+    print(f"{'call':<24}" + "".join(f"{m:>10}{'ratio':>8}{'max diff':>10}{'rank agr':>9}" for m in modes))
     table = []
     for name, row in rows.items():
-        diff = float((row["eager_scores"] - row["compiled_scores"]).abs().max())
-        ratio = row["eager"] / row["compiled"]
-        print(f"{name:<24}{row['eager']:>10.1f}{row['compiled']:>10.1f}{ratio:>7.2f}x{diff:>22.2e}")
-        table.append({"call": name, "eager_ms": row["eager"], "compiled_ms": row["compiled"], "max_diff": diff})
+        eager_ms, eager_scores = row["eager"]
+        line, entry = f"{name:<24}", {"call": name}
+        for mode in modes:
+            ms, scores = row[mode]
+            diff = float((scores - eager_scores).abs().max())
+            agree = kendall_agreement(eager_scores.tolist(), scores.tolist())
+            line += f"{ms:>10.1f}{eager_ms / ms:>7.2f}x{diff:>10.2e}{agree:>9.2f}"
+            entry |= {f"{mode}_ms": ms, f"{mode}_max_diff": diff, f"{mode}_rank_agreement": agree}
+        print(line)
+        table.append(entry)
     if args.json:
         Path(args.json).write_text(json.dumps({"device": device_name(), "rows": table}, indent=1))
 

@@ -25,6 +25,7 @@ from bench.common import (
     busy_ms,
     device_name,
     fps,
+    kendall_agreement,
     loop_for,
     new_session,
     peak_gib,
@@ -86,12 +87,6 @@ def sync_sites(loop, steps: int, mode: str) -> None:
     print(f"--- host-device syncs {mode}: {sum(counts.values()) / steps:.1f} a chunk")
     for site, count in counts.most_common(25):
         print(f"{count / steps:8.1f}  {site}")
-
-
-def kendall_agreement(a: list[float], b: list[float]) -> float:
-    """Fraction of candidate pairs that two score lists order alike (1: the same ranking)."""
-    pairs = [(i, j) for i in range(len(a)) for j in range(i + 1, len(a))]
-    return sum((a[i] - a[j]) * (b[i] - b[j]) > 0 for i, j in pairs) / len(pairs)
 
 
 def fp8_drift(models, scorers, chunks: int, folder: Path) -> list[dict]:
