@@ -25,3 +25,21 @@ def test_fp8_is_refused_on_the_cpu_in_one_line():
     with pytest.raises(StreamT1Error, match="--fp8 needs a CUDA GPU with FP8 tensor cores") as err:
         check_fp8(torch.device("cpu"))
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("fp8,compile_blocks", [(True, True), (False, True), (True, False), (False, False)])
+def test_cuda_setup_quantizes_before_it_compiles(monkeypatch, fp8, compile_blocks):
+    """FP8 must come first (compiled code has to see the quantized layers), and `--no-compile`
+    compiles neither the blocks nor the reward models' layers."""
+    import engine.cuda_setup as cuda_setup
+    import engine.fp8 as fp8_module
+    from engine.config import CudaOptions
+
+    calls = []
+    monkeypatch.setattr(fp8_module, "use_fp8", lambda models, scorers: calls.append("fp8"))
+    monkeypatch.setattr(
+        cuda_setup, "tune_for_cuda", lambda models, compile_blocks: calls.append(f"tune {compile_blocks}")
+    )
+    monkeypatch.setattr(cuda_setup, "compile_reward_layers", lambda scorers: calls.append("rewards"))
+    cuda_setup.prepare_for_cuda(object(), (), CudaOptions(compile_blocks=compile_blocks, fp8=fp8))
+    assert calls == ["fp8"] * fp8 + [f"tune {compile_blocks}"] + ["rewards"] * compile_blocks
