@@ -79,7 +79,7 @@ def main() -> None:
     for mode in modes:
         if mode == "compiled":
             compile_reward_layers((hpsv3, videoreward))
-        if mode == "fp8":  # quantized in place under the compiled layers, as --fp8 runs
+        if mode == "fp8":  # quantized after the bf16 compiled calls: every layer recompiles for FP8 weights
             from engine.fp8 import quantize_fp8
 
             for backbone in qwen_backbones((hpsv3, videoreward)):

@@ -35,6 +35,7 @@ from bench.common import (
     timed_run,
 )
 from engine.cuda_setup import compile_reward_layers
+from engine.rewards.qwen_vl import qwen_backbones
 from engine.rewards.vision_attention import batch_vision_attention
 from engine.scaling.config import ScalingConfig
 
@@ -214,7 +215,7 @@ def main() -> None:
             fp8 = True
         if scorers is not None and options != ["eagerrewards"] and not (args.no_compile or rewards_compiled):
             compile_reward_layers(scorers)  # as a session's run on CUDA does
-            rewards_compiled = True
+            rewards_compiled = bool(qwen_backbones(scorers))  # the proxies have nothing to compile
         for scorer in scorers or ():
             if hasattr(scorer, "backbone"):  # the real reward models: choose their vision attention
                 batch_vision_attention(scorer.backbone.model.visual)
@@ -237,6 +238,7 @@ def main() -> None:
             "slow_chunks": slow,
             "median_ms": {p: statistics.median(r.get(p, 0.0) for r in rows) * 1e3 for p in PHASES},
             "peak_gib": peak_gib(),
+            "rewards_compiled": rewards_compiled and options != ["eagerrewards"],
         }
         if args.profile:
             profile_steps(loop, args.profile, mode)

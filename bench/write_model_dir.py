@@ -7,7 +7,7 @@ bench/load_bench.py measures start-up on where the real weights cannot be downlo
     MODEL_DIR/HPSv3/HPSv3.safetensors  Qwen2-VL-7B, old flat keys, bf16, with lm_head and the fp32 rm_head
     MODEL_DIR/Qwen2-VL-7B-Instruct/    config, preprocessor, tokenizer, chat template
     MODEL_DIR/VideoReward/             model_config.json, checkpoint-1/model.pth (PEFT-wrapped Qwen2-VL-2B,
-                                       LoRA r 64 unmerged, bf16), checkpoint-1/tokenizer/
+                                       bf16, LoRA r 64 unmerged, fp32), checkpoint-1/tokenizer/
     MODEL_DIR/Qwen2-VL-2B-Instruct/    config, preprocessor
 
 Random values are drawn on the GPU (a CPU takes many minutes at this size). The tokenizers are
@@ -20,7 +20,6 @@ all). `--tiny`: the same files for tiny networks on the CPU, to check the layout
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -47,19 +46,22 @@ from engine.model_files import (
     VIDEOREWARD_FULL_FILE,
     VIDEOREWARD_TOKENIZER_DIR,
 )
-from engine.models.presets import LONGLIVE, TINY, Preset
+from engine.models.presets import LONGLIVE, Preset
 from engine.rewards.hpsv3 import ranknet_head
 from engine.rewards.qwen_vl import REWARD_CHAT_TEMPLATE
 from engine.rewards.videoreward import SPECIAL_TOKENS
-from tests.wan_layout import wan_transformer_state, word_tokenizer, write_original
+from tests.wan_layout import TINY_WAN, wan_transformer_state, word_tokenizer, write_original
 
 QWEN_BASE_VOCAB = 151649  # + Qwen2-VL's 8 special tokens = the real tokenizer's 151657
-# The tiny preset with Wan's decoder stages (3 resnets + 1 upsampler), which the Wan layout needs.
-TINY_WAN = dataclasses.replace(TINY, vae={**TINY.vae, "num_res_blocks": 2})
 LONGLIVE_LORA_RANK = 256  # shared/reference/longlive-model.md
 VIDEOREWARD_LORA = {"r": 64, "lora_alpha": 128}  # shared/reference/rewards.md
 QWEN_LORA_TARGETS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj")
 QWEN_LORA_TARGETS += ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+
+
+def size_tokenizer(size: QwenSize, extra: list[str]):
+    """The offline tokenizer for a Qwen2-VL of `size`: padded to the real vocabulary at real size."""
+    return offline_tokenizer(extra, QWEN_BASE_VOCAB if size.vocab > QWEN_BASE_VOCAB else None)
 
 
 def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -98,7 +100,7 @@ def write_processor(folder: Path, size: QwenSize, with_tokenizer: bool) -> dict:
     """A Qwen2-VL-*-Instruct folder: config, preprocessor and chat template, and its tokenizer
     where the reward model reads it from there (HPSv3); returns the config, vocab = the tokenizer's."""
     folder.mkdir(parents=True)
-    tokenizer = offline_tokenizer([], QWEN_BASE_VOCAB if size.vocab > QWEN_BASE_VOCAB else None)
+    tokenizer = size_tokenizer(size, [])
     if with_tokenizer:
         tokenizer.save_pretrained(folder)
     config = qwen2_vl_config(size, tokenizer)
@@ -135,7 +137,7 @@ def write_hpsv3(root: Path, size: QwenSize, device: torch.device) -> None:
 def write_videoreward(root: Path, size: QwenSize, device: torch.device) -> None:
     config = write_processor(root / VIDEOREWARD_BASE_DIR, size, with_tokenizer=False)
     step = root / VIDEOREWARD_DIR / "checkpoint-1"
-    tokenizer = offline_tokenizer(list(SPECIAL_TOKENS), QWEN_BASE_VOCAB if size.vocab > QWEN_BASE_VOCAB else None)
+    tokenizer = size_tokenizer(size, list(SPECIAL_TOKENS))
     tokenizer.chat_template = REWARD_CHAT_TEMPLATE
     tokenizer.save_pretrained(step / VIDEOREWARD_TOKENIZER_DIR)
     backbone = qwen2_vl(config | {"vocab_size": len(tokenizer)}, device, torch.bfloat16)

@@ -1,13 +1,13 @@
-"""What a run does to its loaded networks before the first chunk on a CUDA GPU, in the one order
-that works: FP8 first (opt-in: compiled code must see the quantized layers), then the speed
-settings of the generator and the compiles of its blocks and of the reward models' layers."""
+"""What a run does to its loaded networks before the first chunk on a CUDA GPU: FP8 first (opt-in;
+compiled layers trace at their first call, which must already see the quantized weights), then the
+generator's speed settings and the compiles of its blocks and of the reward models' layers."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from engine.config import CudaOptions
-from engine.models.factory import Models, tune_for_cuda
+from engine.models.factory import Models, allow_compiled_variants, tune_for_cuda
 from engine.rewards.qwen_vl import qwen_backbones
 
 
@@ -25,6 +25,7 @@ def prepare_for_cuda(models: Models, scorers: Iterable[object], options: CudaOpt
 
 def compile_reward_layers(scorers: Iterable[object]) -> None:
     """torch.compile the layers of every Qwen2-VL reward model among `scorers` (1.24x on HPSv3,
-    1.45x on VideoReward on an H200: docs/performance.md)."""
+    1.43-1.46x on VideoReward on an H200: docs/performance.md)."""
+    allow_compiled_variants()  # a longer clip is a new shape: past dynamo's default limit it runs eager
     for backbone in qwen_backbones(scorers):
         backbone.compile_layers()

@@ -4,7 +4,7 @@ job (one machine or several); parsing and printing only, the work is `sessions.b
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -26,6 +26,9 @@ from streamt1_cli.common import (
     resolve_device,
     resolve_dtype,
 )
+
+if TYPE_CHECKING:
+    from engine.config import CudaOptions
 
 
 def batch(
@@ -55,7 +58,7 @@ def batch(
 ) -> None:
     """Generate a video per prompt, split over the processes of a torchrun job; run it again to
     continue what stopped and skip what is finished."""
-    from engine.config import StreamConfig
+    from engine.config import CudaOptions, StreamConfig
     from engine.errors import StreamT1Error
     from engine.parallel import split_world, start_world, stop_world
     from sessions.batch import read_batch, run_batch, status
@@ -74,7 +77,9 @@ def batch(
     dt = resolve_dtype(dtype, dev)
     try:
         group, index, groups = split_world(world, gpus_per_session)
-        runner = _BatchRunner(preset.value, model_dir, dev, dt, no_scaling, group, compile_blocks)
+        runner = _BatchRunner(
+            preset.value, model_dir, dev, dt, no_scaling, group, CudaOptions(compile_blocks=compile_blocks)
+        )
         run_batch(items, root, group, index, groups, world.rank, runner.spec_of, runner.open_loop, _say)
         world.barrier()
     except StreamT1Error as err:
@@ -93,9 +98,8 @@ class _BatchRunner:
     """Models and scorers loaded once per process, a loop per session."""
 
     def __init__(
-        self, preset: str, model_dir: Path | None, device, dtype, no_scaling: bool, group, compile_blocks: bool
+        self, preset: str, model_dir: Path | None, device, dtype, no_scaling: bool, group, cuda: CudaOptions
     ) -> None:
-        from engine.config import CudaOptions
         from engine.cuda_setup import prepare_for_cuda
         from engine.models.factory import load_models
         from engine.models.presets import PRESETS
@@ -108,7 +112,7 @@ class _BatchRunner:
             None if no_scaling else build_scorers(*self.rewards, model_dir=model_dir, device=device, dtype=dtype)
         )
         if device.type == "cuda":  # the speed settings every session run gets
-            prepare_for_cuda(self.models, self.scorers or (), CudaOptions(compile_blocks))
+            prepare_for_cuda(self.models, self.scorers or (), cuda)
 
     def spec_of(self, item):
         from dataclasses import replace

@@ -4,7 +4,6 @@ naming), so a loader bug cannot hide behind a shared mapping."""
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import json
 import math
@@ -27,12 +26,9 @@ from engine.models.checkpoints import (
     load_wan_vae,
 )
 from engine.models.lora import lora_pairs, merge_lora
-from engine.models.presets import TINY
-from tests.wan_layout import wan_transformer_state, word_tokenizer, write_original
+from tests.wan_layout import TINY_WAN, wan_transformer_state, word_tokenizer, write_original
 
-# diffusers' Wan converter (and Wan2.1 itself) lays the decoder out with 3 resnets + 1 upsampler per
-# stage, i.e. num_res_blocks=2; the tiny preset's 1 would not round-trip through the Wan layout.
-PRESET = dataclasses.replace(TINY, vae={**TINY.vae, "num_res_blocks": 2})
+PRESET = TINY_WAN
 F32 = torch.float32
 
 # ------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.reward_models import SIZES
+from bench.reward_models import SIZES, offline_tokenizer
 from bench.write_model_dir import TINY_WAN, write_hpsv3, write_videoreward, write_wan_and_longlive
 from engine.models.checkpoints import load_longlive_models
 from engine.rewards.registry import build_scorers
@@ -26,3 +26,15 @@ def test_written_folder_loads(tmp_path):
     frames = torch.rand(2, 3, 64, 96) * 2 - 1
     assert torch.isfinite(hpsv3.score_frames(frames, "a fox")).all()
     assert torch.isfinite(videoreward.score_clips(torch.rand(1, 3, 16, 64, 96) * 2 - 1, "a fox", 16).overall).all()
+
+
+def test_padded_tokenizer_has_the_real_layout():
+    """At real size the writer pads the tokenizer to Qwen2-VL's vocabulary (a path the tiny folder
+    does not take): the special tokens come right after the padded base vocabulary."""
+    from engine.rewards.qwen_vl import QWEN2_VL_SPECIAL_TOKENS
+
+    tok = offline_tokenizer(["<|Reward|>"], base_vocab=5000)
+    assert len(tok) == 5000 + len(QWEN2_VL_SPECIAL_TOKENS) + 1
+    ids = tok.convert_tokens_to_ids([*QWEN2_VL_SPECIAL_TOKENS, "<|Reward|>"])
+    assert ids == list(range(5000, len(tok)))
+    assert tok.decode(tok("a red fox runs")["input_ids"]) == "a red fox runs"

@@ -5,6 +5,7 @@ bench/write_model_dir.py at real size."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -17,7 +18,11 @@ from torch import nn
 from transformers import PreTrainedTokenizerFast, UMT5EncoderModel
 
 from engine.model_files import WAN_DIR, WAN_T5_FILE, WAN_TOKENIZER_DIR, WAN_VAE_FILE, WEIGHTS_NAME
-from engine.models.presets import Preset
+from engine.models.presets import TINY, Preset
+
+# The tiny preset with Wan's decoder stages (3 resnets + 1 upsampler a stage, num_res_blocks=2):
+# the tiny preset's 1 would not round-trip through the Wan layout.
+TINY_WAN = dataclasses.replace(TINY, vae={**TINY.vae, "num_res_blocks": 2})
 
 _WAN_TRANSFORMER = [
     (r"condition_embedder\.time_embedder\.linear_([12])\.", lambda m: f"time_embedding.{2 * int(m[1]) - 2}."),
