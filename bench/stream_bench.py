@@ -216,11 +216,10 @@ def main() -> None:
         if scorers is not None and options != ["eagerrewards"] and not (args.no_compile or rewards_compiled):
             compile_reward_layers(scorers)  # as a session's run on CUDA does
             rewards_compiled = bool(qwen_backbones(scorers))  # the proxies have nothing to compile
-        for scorer in scorers or ():
-            if hasattr(scorer, "backbone"):  # the real reward models: choose their vision attention
-                batch_vision_attention(scorer.backbone.model.visual)
-                if options == ["sdpa-vision"]:
-                    scorer.backbone.model.visual.config._attn_implementation = "sdpa"
+        for backbone in qwen_backbones(scorers or ()):  # the real reward models: choose their vision attention
+            batch_vision_attention(backbone.model.visual)
+            if options == ["sdpa-vision"]:
+                backbone.model.visual.config._attn_implementation = "sdpa"
         session = new_session(args.dir / mode, models, scaling, args.rewards)
         loop = loop_for(session, models, None if scaling is None else scorers)
         timed = timed_run(

@@ -96,9 +96,9 @@ def write_wan_and_longlive(root: Path, preset: Preset, device: torch.device) -> 
     torch.save({"generator_lora": lora}, folder / LONGLIVE_LORA_FILE)
 
 
-def write_processor(folder: Path, size: QwenSize, with_tokenizer: bool) -> dict:
+def write_processor(folder: Path, size: QwenSize, with_tokenizer: bool) -> tuple[dict, int]:
     """A Qwen2-VL-*-Instruct folder: config, preprocessor and chat template, and its tokenizer
-    where the reward model reads it from there (HPSv3); returns the config, vocab = the tokenizer's."""
+    where the reward model reads it from there (HPSv3); returns (the config, the tokenizer's length)."""
     folder.mkdir(parents=True)
     tokenizer = size_tokenizer(size, [])
     if with_tokenizer:
@@ -112,7 +112,7 @@ def write_processor(folder: Path, size: QwenSize, with_tokenizer: bool) -> dict:
     }  # fmt: skip
     (folder / QWEN_PREPROCESSOR_FILE).write_text(json.dumps(preprocessor))
     (folder / QWEN_CHAT_TEMPLATE_FILE).write_text(json.dumps({"chat_template": REWARD_CHAT_TEMPLATE}))
-    return config | {"vocab_size": len(tokenizer)}
+    return config, len(tokenizer)
 
 
 def old_names(state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
@@ -122,8 +122,8 @@ def old_names(state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, tor
 
 
 def write_hpsv3(root: Path, size: QwenSize, device: torch.device) -> None:
-    config = write_processor(root / HPSV3_PROCESSOR_DIR, size, with_tokenizer=True)
-    rows = config["vocab_size"] + 1  # with <|Reward|>, as HPSv3 resized its table
+    config, vocab = write_processor(root / HPSV3_PROCESSOR_DIR, size, with_tokenizer=True)
+    rows = vocab + 1  # with <|Reward|>, as HPSv3 resized its table
     backbone = qwen2_vl(config | {"vocab_size": rows}, device, torch.bfloat16)
     state = old_names(cpu_state(backbone))
     del backbone
@@ -135,7 +135,7 @@ def write_hpsv3(root: Path, size: QwenSize, device: torch.device) -> None:
 
 
 def write_videoreward(root: Path, size: QwenSize, device: torch.device) -> None:
-    config = write_processor(root / VIDEOREWARD_BASE_DIR, size, with_tokenizer=False)
+    config, _ = write_processor(root / VIDEOREWARD_BASE_DIR, size, with_tokenizer=False)
     step = root / VIDEOREWARD_DIR / "checkpoint-1"
     tokenizer = size_tokenizer(size, list(SPECIAL_TOKENS))
     tokenizer.chat_template = REWARD_CHAT_TEMPLATE

@@ -12,7 +12,10 @@ from engine.rewards.qwen_vl import qwen_backbones
 
 
 def prepare_for_cuda(models: Models, scorers: Iterable[object], options: CudaOptions) -> None:
-    """Tune `models` and the real reward models among `scorers` in place, as `options` says."""
+    """Tune `models` and the real reward models among `scorers` in place, as `options` says; on
+    any other device than CUDA there is nothing to do (and `--fp8` was refused before loading)."""
+    if models.device.type != "cuda":
+        return
     scorers = tuple(scorers)
     if options.fp8:
         from engine.fp8 import use_fp8  # torchao is an optional dependency

@@ -1,8 +1,8 @@
 """One run of a session, as the CLI and the benchmarks make it: resume at the head (nearest
 snapshot, then at most M replayed chunks), generate and commit `num_chunks` more with the chunk log,
 the live video, snapshots and the report kept current, then pick the final beam and finish the
-video. `SessionRun` also loads what a session needs (models, scorers, CUDA tuning) and opens its
-loop; the caller owns the session lock and the display (callbacks for records and notes)."""
+video. `load_networks` loads what a run needs (models, scorers, CUDA tuning; `batch` uses it too),
+`SessionRun` opens its loop; the caller owns the session lock and the display (callbacks for records and notes)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ from sessions.video import VideoError, check_video_writer
 if TYPE_CHECKING:
     import torch
 
+    from engine.models.factory import Models
     from engine.parallel import Ranks
+    from engine.rewards.base import ClipScorer, FrameScorer
     from engine.stream import ChunkLoop
 
 LOG_FILE = "chunks.jsonl"
@@ -43,6 +45,26 @@ class RunSummary:
     chunks: int  # the session's head after the run
     video: Path  # the final pick's video (video.mp4)
     log: Path  # the chunk records (chunks.jsonl)
+
+
+def load_networks(
+    preset: str,
+    rewards: tuple[str, str] | None,
+    model_dir: Path | None,
+    device: torch.device,
+    dtype: torch.dtype,
+    cuda: CudaOptions,
+) -> tuple[Models, tuple[FrameScorer, ClipScorer] | None]:
+    """The preset's networks and the (short, long) `rewards` scorers (None: plain LongLive), tuned
+    for CUDA as `cuda` says: what every run loads, one session (`SessionRun.load`) or a batch."""
+    from engine.cuda_setup import prepare_for_cuda
+    from engine.models.factory import load_models
+    from engine.rewards.registry import build_scorers
+
+    models = load_models(PRESETS[preset], model_dir, device, dtype)
+    scorers = None if rewards is None else build_scorers(*rewards, model_dir=model_dir, device=device, dtype=dtype)
+    prepare_for_cuda(models, scorers or (), cuda)
+    return models, scorers
 
 
 class SessionRun:
@@ -65,24 +87,14 @@ class SessionRun:
     ) -> SessionRun:
         """Check the video writer and --fp8 (before minutes of loading and generating), load the
         preset's networks and the session's scorers, tune them for CUDA, open the loop."""
-        from engine.cuda_setup import prepare_for_cuda
-        from engine.models.factory import load_models
-        from engine.rewards.registry import build_scorers
-
         check_video_writer()
         if cuda.fp8:
             from engine.fp8 import check_fp8
 
             check_fp8(device)
         spec = session.spec
-        models = load_models(PRESETS[spec.preset], model_dir, device, dtype)
-        scorers = (
-            None
-            if spec.rewards is None
-            else build_scorers(spec.rewards.short, spec.rewards.long, model_dir=model_dir, device=device, dtype=dtype)
-        )
-        if device.type == "cuda":
-            prepare_for_cuda(models, scorers or (), cuda)
+        rewards = None if spec.rewards is None else (spec.rewards.short, spec.rewards.long)
+        models, scorers = load_networks(spec.preset, rewards, model_dir, device, dtype, cuda)
         return cls(session, open_loop(spec, models, scorers, ranks), cuda.fp8)
 
     @property

@@ -100,19 +100,12 @@ class _BatchRunner:
     def __init__(
         self, preset: str, model_dir: Path | None, device, dtype, no_scaling: bool, group, cuda: CudaOptions
     ) -> None:
-        from engine.cuda_setup import prepare_for_cuda
-        from engine.models.factory import load_models
-        from engine.models.presets import PRESETS
-        from engine.rewards.registry import DEFAULT_REWARDS, build_scorers
+        from engine.rewards.registry import DEFAULT_REWARDS
+        from sessions.run import load_networks
 
         self.preset, self.model_dir, self.device, self.dtype, self.group = preset, model_dir, device, dtype, group
-        self.models = load_models(PRESETS[preset], model_dir, device, dtype)
         self.rewards = None if no_scaling else DEFAULT_REWARDS[preset]
-        self.scorers = (
-            None if no_scaling else build_scorers(*self.rewards, model_dir=model_dir, device=device, dtype=dtype)
-        )
-        if device.type == "cuda":  # the speed settings every session run gets
-            prepare_for_cuda(self.models, self.scorers or (), cuda)
+        self.models, self.scorers = load_networks(preset, self.rewards, model_dir, device, dtype, cuda)
 
     def spec_of(self, item):
         from dataclasses import replace

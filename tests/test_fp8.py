@@ -28,9 +28,12 @@ def test_fp8_is_refused_on_the_cpu_in_one_line():
 
 
 @pytest.mark.parametrize("fp8,compile_blocks", [(True, True), (False, True), (True, False), (False, False)])
-def test_cuda_setup_quantizes_before_it_compiles(monkeypatch, fp8, compile_blocks):
-    """FP8 must come first (compiled code has to see the quantized layers), and `--no-compile`
-    compiles neither the blocks nor the reward models' layers."""
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_cuda_setup_quantizes_before_it_compiles(monkeypatch, fp8, compile_blocks, device):
+    """FP8 must come first (compiled code has to see the quantized layers), `--no-compile`
+    compiles neither the blocks nor the reward models' layers, and off CUDA nothing is done."""
+    from types import SimpleNamespace
+
     import engine.cuda_setup as cuda_setup
     import engine.fp8 as fp8_module
     from engine.config import CudaOptions
@@ -41,5 +44,7 @@ def test_cuda_setup_quantizes_before_it_compiles(monkeypatch, fp8, compile_block
         cuda_setup, "tune_for_cuda", lambda models, compile_blocks: calls.append(f"tune {compile_blocks}")
     )
     monkeypatch.setattr(cuda_setup, "compile_reward_layers", lambda scorers: calls.append("rewards"))
-    cuda_setup.prepare_for_cuda(object(), (), CudaOptions(compile_blocks=compile_blocks, fp8=fp8))
-    assert calls == ["fp8"] * fp8 + [f"tune {compile_blocks}"] + ["rewards"] * compile_blocks
+    models = SimpleNamespace(device=torch.device(device))
+    cuda_setup.prepare_for_cuda(models, (), CudaOptions(compile_blocks=compile_blocks, fp8=fp8))
+    expected = ["fp8"] * fp8 + [f"tune {compile_blocks}"] + ["rewards"] * compile_blocks
+    assert calls == (expected if device == "cuda" else [])
