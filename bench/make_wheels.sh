@@ -6,6 +6,3 @@ mkdir -p wheels
 pip download --no-deps --only-binary=:all: --python-version 3.12 \
   --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
   -d wheels diffusers==0.42.1 zarr==3.1.6 tomli-w numcodecs donfig google-crc32c importlib_metadata imageio-ffmpeg==0.6.0
-# torchao for --fp8 (bench/run_gpu.sh fp8 installs the one that imports with the image's torch)
-pip download --no-deps --only-binary=:all: --python-version 3.12 \
-  --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d wheels/fp8 torchao==0.17.0 torchao==0.18.0

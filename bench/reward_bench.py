@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--clip-frames", type=int, default=120, help="frames of a clip (10 chunks of 12)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="profile the largest batches, eager")
-    parser.add_argument("--fp8", action="store_true", help="then FP8 matmuls in the compiled layers (needs torchao)")
+    parser.add_argument("--fp8", action="store_true", help="then FP8 matmuls in the compiled layers (an FP8 GPU)")
     parser.add_argument("--json")
     args = parser.parse_args()
     frames_n = [int(n) for n in args.frames.split(",")]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from engine.config import CudaOptions
+from engine.fp8 import use_fp8
 from engine.models.factory import Models, allow_compiled_variants, tune_for_cuda
 from engine.rewards.qwen_vl import qwen_backbones
 
@@ -18,8 +19,6 @@ def prepare_for_cuda(models: Models, scorers: Iterable[object], options: CudaOpt
         return
     scorers = tuple(scorers)
     if options.fp8:
-        from engine.fp8 import use_fp8  # torchao is an optional dependency
-
         use_fp8(models, scorers)
     tune_for_cuda(models, compile_blocks=options.compile_blocks)
     if options.compile_blocks:

@@ -86,7 +86,7 @@ Fp8Option = Annotated[
     bool,
     typer.Option(
         "--fp8",
-        help="FP8 matmuls in the transformer blocks and reward models (Ada/Hopper GPUs, needs torchao): faster, other numbers (docs/performance.md measures the drift).",
+        help="FP8 matmuls in the transformer blocks and reward models (Ada/Hopper GPUs): faster, other numbers (docs/performance.md measures the drift).",
     ),
 ]
 
