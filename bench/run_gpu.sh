@@ -13,15 +13,15 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 for step in $STEPS; do
   case $step in
     stream)   # plain LongLive and Stream-T1 N=4 through the session path, side by side
-      python3 bench/stream_bench.py --modes plain,scaled --chunks 8 --warmup 6 --rewards real --json "$OUT/stream.json" 2>&1 | clean | tee "$OUT/stream.txt" ;;
+      python3 bench/stream_bench.py --modes plain,scaled --chunks 6 --warmup 10 --rewards real --json "$OUT/stream.json" 2>&1 | clean | tee "$OUT/stream.txt" ;;
     fp8)      # bf16 speed, FP8 drift (each bf16 chunk's state re-run in FP8), then FP8 speed
-      python3 bench/stream_bench.py --modes plain,scaled,scaled-fp8,plain-fp8 --chunks 4 --warmup 6 --drift 3 --progress --json "$OUT/fp8.json" 2>&1 | clean > "$OUT/fp8.txt"; grep -v "^  chunk" "$OUT/fp8.txt" | tail -25 ;;
+      python3 bench/stream_bench.py --modes plain,scaled,scaled-fp8,plain-fp8 --chunks 6 --warmup 10 --drift 3 --progress --json "$OUT/fp8.json" 2>&1 | clean > "$OUT/fp8.txt"; grep -v "^  chunk" "$OUT/fp8.txt" | tail -25 ;;
     matmul)   # one FP8 Linear against bf16 at the transformer's sizes (quick)
       python3 bench/fp8_matmul_bench.py 2>&1 | tee "$OUT/matmul.txt" ;;
     reward)   # the reward models alone: eager vs compiled layers, group vs all-candidate batches
       python3 bench/reward_bench.py ${REWARD_ARGS:-} --json "$OUT/reward.json" 2>&1 | clean | tee "$OUT/reward.txt" ;;
     plain)    # plain LongLive alone (quick)
-      python3 bench/stream_bench.py --modes plain --chunks 8 --warmup 6 --json "$OUT/plain.json" 2>&1 | clean | tee "$OUT/plain.txt" ;;
+      python3 bench/stream_bench.py --modes plain --chunks 6 --warmup 10 --json "$OUT/plain.json" 2>&1 | clean | tee "$OUT/plain.txt" ;;
     session)  # overnight sessions: snapshots, continue start-up at head 40 and 400, disk per hour
       python3 bench/session_bench.py --heads 40,400 --every 40 --json "$OUT/session.json" 2>&1 | clean | tee "$OUT/session.txt" ;;
     parallel) # candidate-parallel Stream-T1 N=4 on 1, 2 and 4 GPUs of this machine, one after another

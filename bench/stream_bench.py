@@ -4,7 +4,7 @@ side by side in one process. LongLive architecture with random-init weights (spe
 depend on them), bf16, 480x832; Stream-T1 with real-size random-init HPSv3-7B and VideoReward-2B
 (`--rewards real`) or the proxies.
 
-    python bench/stream_bench.py --modes plain,scaled --chunks 12 --warmup 4 [--json OUT.json]
+    python bench/stream_bench.py --modes plain,scaled --chunks 6 --warmup 10 [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -160,8 +160,20 @@ def main() -> None:
         "(list those first)",
     )
     parser.add_argument("--chunks", type=int, default=12, help="timed chunks (after warm-up)")
-    parser.add_argument("--warmup", type=int, default=4)
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=10,
+        help="untimed chunks: until every window is full (the attention window's 4 chunks, VideoReward's 10)",
+    )
     parser.add_argument("--rewards", choices=["real", "proxy"], default="real")
+    parser.add_argument(
+        "--full-sink",
+        action="store_true",
+        help="Stream-T1 appends every evicted chunk to the sink until its cap (then EMA-merges): timed chunks "
+        "attend to the largest sink, where a long session ends up; by default the rewards decide, and random "
+        "weights rarely append",
+    )
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument(
         "--vae-conv",
@@ -182,6 +194,8 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny preset on the CPU: check the script, time nothing")
     args = parser.parse_args()
     models = bench_models(not args.no_compile, args.vae_conv == "2d", args.smoke)
+    # thresholds every score change passes: each evicted chunk is flagged and APPENDs while the sink can grow
+    sink_policy = {"short_threshold": -1e9, "long_threshold": -1e9} if args.full_sink else {}
     results = {}
     scorers = None
     fp8 = False  # the shared models are quantized
@@ -201,7 +215,9 @@ def main() -> None:
         if rewards_compiled and options == ["eagerrewards"]:
             parser.error(f"{mode} after a mode with compiled reward models: list -eagerrewards modes first")
         scaling = (
-            None if base == "plain" else ScalingConfig(reward_inputs="reference" if base == "reference" else "video")
+            None
+            if base == "plain"
+            else ScalingConfig(reward_inputs="reference" if base == "reference" else "video", **sink_policy)
         )
         if scorers is None and (scaling is not None or (options == ["fp8"] and args.drift)):
             scorers = reward_models(args.rewards, args.smoke)
@@ -228,7 +244,8 @@ def main() -> None:
         rate, chunk_ms = fps(timed, args.warmup)
         steady_rate, steady_ms, slow = steady_fps(timed, args.warmup)
         # committed records: plain LongLive's decode time is known only once its frames are
-        rows = [session.record(k)["seconds"] for k in range(args.warmup, session.head)]
+        records = [session.record(k) for k in range(args.warmup, session.head)]
+        rows = [r["seconds"] for r in records]
         results[mode] = {
             "fps": rate,
             "chunk_ms": chunk_ms,
@@ -238,6 +255,7 @@ def main() -> None:
             "median_ms": {p: statistics.median(r.get(p, 0.0) for r in rows) * 1e3 for p in PHASES},
             "peak_gib": peak_gib(),
             "rewards_compiled": rewards_compiled and options != ["eagerrewards"],
+            "sink_frames": sorted({b["sink_frames"] for r in records for b in r.get("beams", [])}),
         }
         if args.profile:
             profile_steps(loop, args.profile, mode)
@@ -247,7 +265,7 @@ def main() -> None:
     print(
         f"{'':<20}"
         + "".join(f"{p:>14}" for p in PHASES)
-        + f"{'chunk':>10}{'FPS':>8}{'median':>10}{'FPS':>8}{'slow':>6}"
+        + f"{'chunk':>10}{'FPS':>8}{'median':>10}{'FPS':>8}{'slow':>6}  sink"
     )
     for mode, r in results.items():
         if mode == "fp8_drift":
@@ -256,10 +274,12 @@ def main() -> None:
             f"{mode:<20}"
             + "".join(f"{r['median_ms'][p]:>12.1f}ms" for p in PHASES)
             + f"{r['chunk_ms']:>8.1f}ms{r['fps']:>8.2f}{r['steady_ms']:>8.1f}ms{r['steady_fps']:>8.2f}{r['slow_chunks']:>6}"
+            + f"  {','.join(map(str, r['sink_frames']))}"
         )
     print(
         "chunk/FPS: mean over the timed chunks; median/FPS: the median chunk (steady state); slow: timed chunks "
-        "over 1.5x the median (a new attention shape compiled: the sink grew)"
+        "over 1.5x the median (a new attention shape compiled: the sink grew); sink: the beams' sink sizes in "
+        "those chunks, latent frames"
     )
     if "scaled" in results and "plain" in results:
         print(f"Stream-T1 / plain chunk time: {results['scaled']['chunk_ms'] / results['plain']['chunk_ms']:.2f}x")
