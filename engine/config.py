@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from engine.errors import StreamT1Error
 
@@ -86,12 +87,21 @@ class StreamConfig:
         return frames / self.fps
 
 
+class AttentionKernel(str, Enum):
+    """Which kernels run the transformer's softmax attention (engine.models.attention)."""
+
+    sdpa = "sdpa"  # PyTorch's scaled_dot_product_attention: cuDNN / flash on CUDA, math on the CPU
+    flash4 = "flash4"  # FlashAttention-4 (flash-attn-4 on PyPI): Hopper and Blackwell, bf16/fp16
+
+
 @dataclass(frozen=True)
 class CudaOptions:
     """How the networks run on a CUDA GPU, chosen per run (not stored with a session's settings).
     `compile_blocks`: torch.compile the transformer blocks and the reward models' layers (faster,
-    slow first chunks); `fp8`: FP8 matmuls in the transformer blocks and reward models (engine.fp8;
-    other numbers, recorded in the session's compute)."""
+    slow first chunks); `fp8`: FP8 matmuls in the transformer blocks and reward models (engine.fp8);
+    `attention`: the transformer's attention kernels. FP8 and any attention but sdpa give other
+    numbers, so the session's compute records them."""
 
     compile_blocks: bool = True
     fp8: bool = False
+    attention: AttentionKernel = AttentionKernel.sdpa

@@ -1,6 +1,7 @@
-"""What a run does to its loaded networks before the first chunk on a CUDA GPU: FP8 first (opt-in;
-compiled layers trace at their first call, which must already see the quantized weights), then the
-generator's speed settings and the compiles of its blocks and of the reward models' layers."""
+"""What a run does to its loaded networks before the first chunk on a CUDA GPU: FP8 and the
+attention kernels first (opt-in; compiled layers trace at their first call, which must already see
+the quantized weights and the chosen kernels), then the generator's speed settings and the compiles
+of its blocks and of the reward models' layers."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def prepare_for_cuda(models: Models, scorers: Iterable[object], options: CudaOpt
     scorers = tuple(scorers)
     if options.fp8:
         use_fp8(models, scorers)
+    models.transformer.use_attention(options.attention)
     tune_for_cuda(models, compile_blocks=options.compile_blocks)
     if options.compile_blocks:
         compile_reward_layers(scorers)

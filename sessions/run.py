@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.config import CudaOptions
+from engine.models.attention import check_attention
 from engine.models.presets import PRESETS
 from engine.records import ChunkRecord
 from sessions.files import reason
@@ -72,8 +73,8 @@ class SessionRun:
     `load` builds everything from the spec, as `streamt1 new`/`continue`/`branch` do; benchmarks
     pass a loop of their own. `run` may be called once per loop."""
 
-    def __init__(self, session: Session, loop: ChunkLoop, fp8: bool = False) -> None:
-        self.session, self.loop, self.fp8 = session, loop, fp8
+    def __init__(self, session: Session, loop: ChunkLoop, cuda: CudaOptions = CudaOptions()) -> None:
+        self.session, self.loop, self.cuda = session, loop, cuda
 
     @classmethod
     def load(
@@ -85,17 +86,18 @@ class SessionRun:
         cuda: CudaOptions = CudaOptions(),
         ranks: Ranks | None = None,
     ) -> SessionRun:
-        """Check the video writer and --fp8 (before minutes of loading and generating), load the
-        preset's networks and the session's scorers, tune them for CUDA, open the loop."""
+        """Check the video writer, --fp8 and --attention (before minutes of loading and generating),
+        load the preset's networks and the session's scorers, tune them for CUDA, open the loop."""
         check_video_writer()
         if cuda.fp8:
             from engine.fp8 import check_fp8
 
             check_fp8(device)
+        check_attention(cuda.attention, device, dtype)
         spec = session.spec
         rewards = None if spec.rewards is None else (spec.rewards.short, spec.rewards.long)
         models, scorers = load_networks(spec.preset, rewards, model_dir, device, dtype, cuda)
-        return cls(session, open_loop(spec, models, scorers, ranks), cuda.fp8)
+        return cls(session, open_loop(spec, models, scorers, ranks), cuda)
 
     @property
     def trained(self) -> bool:
@@ -111,7 +113,7 @@ class SessionRun:
     def compute_note(self) -> str | None:
         """A note when the session's committed chunks were computed on another device or dtype."""
         session, models = self.session, self.loop.models
-        here, made = compute_of(models.device, models.dtype, self.fp8), session.spec.compute
+        here, made = compute_of(models.device, models.dtype, self.cuda), session.spec.compute
         if not session.head or made in (None, here):
             return None
         return (

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from engine.config import StreamConfig
+from engine.config import AttentionKernel, CudaOptions, StreamConfig
 from engine.frames import from_uint8
 from engine.positions import PositionMode
 from engine.records import ChunkRecord
@@ -55,9 +55,15 @@ def spec_for(
     )
 
 
-def compute_of(device: torch.device, dtype: torch.dtype, fp8: bool = False) -> Compute:
-    """How chunks are computed, as a session records it ("bfloat16+fp8" with FP8 matmuls)."""
-    return Compute(device.type, str(dtype).removeprefix("torch.") + ("+fp8" if fp8 else ""))
+def compute_of(device: torch.device, dtype: torch.dtype, cuda: CudaOptions = CudaOptions()) -> Compute:
+    """How chunks are computed, as a session records it: the dtype, then "+fp8" with FP8 matmuls and
+    "+flash4" with FlashAttention-4 ("bfloat16+fp8+flash4")."""
+    parts = [str(dtype).removeprefix("torch.")]
+    if cuda.fp8:
+        parts.append("fp8")
+    if cuda.attention is not AttentionKernel.sdpa:
+        parts.append(cuda.attention.value)
+    return Compute(device.type, "+".join(parts))
 
 
 def open_loop(

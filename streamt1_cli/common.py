@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from engine.config import MODEL_DIR_ENV, StreamConfig
+from engine.config import MODEL_DIR_ENV, AttentionKernel, StreamConfig
 from engine.positions import PositionMode
 
 if TYPE_CHECKING:
@@ -87,6 +87,13 @@ Fp8Option = Annotated[
     typer.Option(
         "--fp8",
         help="FP8 matmuls in the transformer blocks and reward models (Ada/Hopper GPUs): faster, other numbers (docs/performance.md measures the drift).",
+    ),
+]
+
+AttentionOption = Annotated[
+    AttentionKernel,
+    typer.Option(
+        help="The transformer's attention kernels on CUDA: sdpa (PyTorch's, the default) or flash4 (FlashAttention-4, Hopper/Blackwell, `pip install 'streamt1[flash4]'`): other numbers, see docs/performance.md.",
     ),
 ]
 

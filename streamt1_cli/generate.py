@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.markup import escape
 
-from engine.config import MODEL_DIR_ENV, CudaOptions, StreamConfig
+from engine.config import MODEL_DIR_ENV, AttentionKernel, CudaOptions, StreamConfig
 from engine.errors import StreamT1Error
 from engine.models.presets import PRESETS
 from engine.positions import PositionMode
@@ -25,6 +25,7 @@ from sessions.script import read_script
 from sessions.spec import ParentRef, SessionSpec
 from sessions.store import Session
 from streamt1_cli.common import (
+    AttentionOption,
     ChunksOption,
     CompileOption,
     DeviceName,
@@ -235,6 +236,7 @@ def new(
     quiet: QuietOption = False,
     compile_blocks: CompileOption = True,
     fp8: Fp8Option = False,
+    attention: AttentionOption = AttentionKernel.sdpa,
     no_scaling: NoScalingOption = False,
     positions: PositionsOption = PositionMode.AUTO,
     snapshot_every: Annotated[
@@ -338,13 +340,14 @@ def new(
 
     ranks, dev = start_world(resolve_device(device).type)
     dt = resolve_dtype(dtype, dev)
+    cuda = CudaOptions(compile_blocks, fp8, attention)
     try:
-        created = join(ranks, session, lambda: Session.create(session, replace(spec, compute=compute_of(dev, dt, fp8))))
+        created = join(
+            ranks, session, lambda: Session.create(session, replace(spec, compute=compute_of(dev, dt, cuda)))
+        )
     except StreamT1Error as err:
         fail(str(err))
-    run_session(
-        created, num_chunks, model_dir, dev, dt, quiet, CudaOptions(compile_blocks, fp8), created=True, ranks=ranks
-    )
+    run_session(created, num_chunks, model_dir, dev, dt, quiet, cuda, created=True, ranks=ranks)
 
 
 def load_check(spec: SessionSpec, model_dir: Path | None) -> None:
@@ -399,6 +402,7 @@ def continue_(
     quiet: QuietOption = False,
     compile_blocks: CompileOption = True,
     fp8: Fp8Option = False,
+    attention: AttentionOption = AttentionKernel.sdpa,
 ) -> None:
     """Resume a session at its last whole chunk and generate more, exactly as if it never stopped
     (with the weights folder it was made with, unless --model-dir says otherwise)."""
@@ -419,7 +423,7 @@ def continue_(
         dev,
         resolve_dtype(dtype, dev),
         quiet,
-        CudaOptions(compile_blocks, fp8),
+        CudaOptions(compile_blocks, fp8, attention),
         new_prompt=prompt,
         ranks=ranks,
     )
@@ -452,6 +456,7 @@ def branch(
     quiet: QuietOption = False,
     compile_blocks: CompileOption = True,
     fp8: Fp8Option = False,
+    attention: AttentionOption = AttentionKernel.sdpa,
 ) -> None:
     """Start a new session from a parent's first AT chunks (referenced, not copied) and continue it:
     with its prompt schedule unless --prompt takes over from AT."""
@@ -461,6 +466,7 @@ def branch(
     check_seed(seed)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    cuda = CudaOptions(compile_blocks, fp8, attention)
     try:
         parent = Session.open(path)
         if not 1 <= at <= parent.head:
@@ -480,7 +486,7 @@ def branch(
         child = replace(
             spec,
             seed=spec.seed if seed is None else seed,
-            compute=compute_of(dev, dt, fp8),
+            compute=compute_of(dev, dt, cuda),
             parent=ParentRef(str(path.resolve()), at, parent.spec.id),
             model_dir=None if model_dir is None else str(model_dir),
         )
@@ -492,9 +498,9 @@ def branch(
 
     ranks, dev = start_world(dev.type)
     try:
-        session = join(ranks, to, lambda: Session.create(to, replace(child, compute=compute_of(dev, dt, fp8)), head=at))
+        session = join(
+            ranks, to, lambda: Session.create(to, replace(child, compute=compute_of(dev, dt, cuda)), head=at)
+        )
     except StreamT1Error as err:
         fail(str(err))
-    run_session(
-        session, num_chunks, model_dir, dev, dt, quiet, CudaOptions(compile_blocks, fp8), created=True, ranks=ranks
-    )
+    run_session(session, num_chunks, model_dir, dev, dt, quiet, cuda, created=True, ranks=ranks)

@@ -119,12 +119,13 @@ def test_a_quantized_block_compiles_as_one_graph():
 @pytest.mark.parametrize("fp8,compile_blocks", [(True, True), (False, True), (True, False), (False, False)])
 @pytest.mark.parametrize("device", ["cuda", "cpu"])
 def test_cuda_setup_quantizes_before_it_compiles(monkeypatch, fp8, compile_blocks, device):
-    """FP8 must come first (compiled code has to see the quantized layers), `--no-compile`
-    compiles neither the blocks nor the reward models' layers, and off CUDA nothing is done."""
+    """FP8 and the attention kernels must come first (compiled code has to see the quantized layers
+    and the chosen kernels), `--no-compile` compiles neither the blocks nor the reward models'
+    layers, and off CUDA nothing is done."""
     from types import SimpleNamespace
 
     import engine.cuda_setup as cuda_setup
-    from engine.config import CudaOptions
+    from engine.config import AttentionKernel, CudaOptions
 
     calls = []
     monkeypatch.setattr(cuda_setup, "use_fp8", lambda models, scorers: calls.append("fp8"))
@@ -132,7 +133,9 @@ def test_cuda_setup_quantizes_before_it_compiles(monkeypatch, fp8, compile_block
         cuda_setup, "tune_for_cuda", lambda models, compile_blocks: calls.append(f"tune {compile_blocks}")
     )
     monkeypatch.setattr(cuda_setup, "compile_reward_layers", lambda scorers: calls.append("rewards"))
-    models = SimpleNamespace(device=torch.device(device))
-    cuda_setup.prepare_for_cuda(models, (), CudaOptions(compile_blocks=compile_blocks, fp8=fp8))
-    expected = ["fp8"] * fp8 + [f"tune {compile_blocks}"] + ["rewards"] * compile_blocks
+    transformer = SimpleNamespace(use_attention=lambda kernel: calls.append(f"attention {kernel.value}"))
+    models = SimpleNamespace(device=torch.device(device), transformer=transformer)
+    options = CudaOptions(compile_blocks=compile_blocks, fp8=fp8, attention=AttentionKernel.flash4)
+    cuda_setup.prepare_for_cuda(models, (), options)
+    expected = ["fp8"] * fp8 + ["attention flash4", f"tune {compile_blocks}"] + ["rewards"] * compile_blocks
     assert calls == (expected if device == "cuda" else [])

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from diffusers import WanTransformer3DModel
 from diffusers.models.transformers.transformer_wan import WanAttention, WanAttnProcessor, _get_qkv_projections
 from einops import rearrange
 from torch import Tensor, nn
 
+from engine.config import AttentionKernel
+from engine.models.attention import attend
 from engine.models.kv_cache import CacheSegment, KVCache
 
 RopeTables = tuple[Tensor, Tensor]  # cos, sin: [1, tokens, 1, head_dim] float32
@@ -46,13 +47,12 @@ def timestep_sinusoid(timestep: Tensor, dim: int) -> Tensor:
     return torch.cat((torch.cos(angles), torch.sin(angles)), dim=1)
 
 
-def _attend_and_project(attn: WanAttention, q: Tensor, k: Tensor, v: Tensor, like: Tensor) -> Tensor:
-    """Softmax attention on [B, S, H, D] tensors (k/v batch broadcast to q's), then the output
-    projection, in `like`'s dtype."""
-    batch = q.shape[0]
-    k, v = k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-    out = out.transpose(1, 2).flatten(2, 3).type_as(like)
+def _attend_and_project(
+    attn: WanAttention, q: Tensor, k: Tensor, v: Tensor, like: Tensor, kernel: AttentionKernel
+) -> Tensor:
+    """Softmax attention on [B, S, H, D] tensors (k/v batch 1 or q's), then the output projection,
+    in `like`'s dtype."""
+    out = attend(q, k, v, kernel).flatten(2, 3).type_as(like)
     return attn.to_out[1](attn.to_out[0](out))
 
 
@@ -101,6 +101,8 @@ class _CausalSelfAttention(WanAttnProcessor):
     """Self-attention of the current chunk over [prefix + chunk]; captures un-rotated K/V if asked.
     Without our layer context it is diffusers' own processor."""
 
+    kernel = AttentionKernel.sdpa
+
     def __call__(
         self,
         attn: WanAttention,
@@ -124,12 +126,14 @@ class _CausalSelfAttention(WanAttnProcessor):
             batch = q.shape[0]
             k = torch.cat((ctx.prefix_keys.expand(batch, -1, -1, -1), k), dim=1)
             v = torch.cat((ctx.prefix_values.expand(batch, -1, -1, -1), v), dim=1)
-        return _attend_and_project(attn, q, k, v, hidden_states)
+        return _attend_and_project(attn, q, k, v, hidden_states, self.kernel)
 
 
 class _CachedCrossAttention(WanAttnProcessor):
     """Cross-attention reading the prompt's precomputed K/V instead of projecting text every call.
     Without our per-layer text it is diffusers' own processor."""
+
+    kernel = AttentionKernel.sdpa
 
     def __call__(
         self,
@@ -142,7 +146,8 @@ class _CachedCrossAttention(WanAttnProcessor):
         if not isinstance(encoder_hidden_states, _LayerText):
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         q = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1))
-        return _attend_and_project(attn, q, encoder_hidden_states.keys, encoder_hidden_states.values, hidden_states)
+        text = encoder_hidden_states
+        return _attend_and_project(attn, q, text.keys, text.values, hidden_states, self.kernel)
 
 
 class CausalWanTransformer(nn.Module):
@@ -154,6 +159,16 @@ class CausalWanTransformer(nn.Module):
         for block in wan.blocks:
             block.attn1.set_processor(_CausalSelfAttention())
             block.attn2.set_processor(_CachedCrossAttention())
+
+    @property
+    def attention(self) -> AttentionKernel:
+        return self.wan.blocks[0].attn1.processor.kernel
+
+    def use_attention(self, kernel: AttentionKernel) -> None:
+        """Run every chunk forward's attention on `kernel`. Choose it before the first chunk: a
+        compiled block traced with another kernel recompiles."""
+        for block in self.wan.blocks:
+            block.attn1.processor.kernel = block.attn2.processor.kernel = kernel
 
     @property
     def patch_size(self) -> tuple[int, int, int]:

@@ -1,0 +1,73 @@
+"""The Wan transformer's softmax attention on [batch, tokens, heads, head_dim] tensors, by the
+kernels a run chose (`--attention`):
+
+- sdpa: PyTorch's `scaled_dot_product_attention` (cuDNN's flash kernel on Hopper, math on the CPU);
+- flash4: FlashAttention-4's CuTe kernels (the `flash-attn-4` package), which read this layout as
+  it is. They run as one torch custom op, so a compiled transformer block traces the call as a
+  single opaque node instead of breaking its graph around Python it cannot follow.
+
+Keys and values may have batch 1 for queries of any batch (one prompt's text for every row).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from engine.config import AttentionKernel
+from engine.errors import StreamT1Error
+
+FLASH4_CAPABILITY = (9, 0)  # FlashAttention-4 is built for Hopper and Blackwell
+FLASH4_DTYPES = (torch.bfloat16, torch.float16)
+FLASH4_INSTALL = "pip install 'streamt1[flash4]'"
+
+
+def check_attention(kernel: AttentionKernel, device: torch.device, dtype: torch.dtype) -> None:
+    """Refuse, in one line, attention kernels that cannot run here (before minutes of loading)."""
+    if kernel is AttentionKernel.sdpa:
+        return
+    if device.type != "cuda" or torch.cuda.get_device_capability(device) < FLASH4_CAPABILITY:
+        raise StreamT1Error(
+            "--attention flash4 needs a CUDA GPU of compute capability 9.0 or newer (H100, H200, B200, ...): "
+            "leave it out on this machine"
+        )
+    if dtype not in FLASH4_DTYPES:
+        raise StreamT1Error(f"--attention flash4 runs bfloat16 or float16, not {str(dtype).removeprefix('torch.')}")
+    try:
+        flash4_kernel()
+    except ImportError as err:
+        raise StreamT1Error(f"--attention flash4 needs FlashAttention-4 ({err}): {FLASH4_INSTALL}") from None
+
+
+def flash4_kernel():
+    """FlashAttention-4's forward, `(q, k, v) -> (out, lse)` on [B, S, H, D] tensors."""
+    from flash_attn.cute import flash_attn_func
+
+    return flash_attn_func
+
+
+@torch.library.custom_op("streamt1::flash4_attention", mutates_args=())
+def flash4_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Softmax attention of q [B, Sq, H, D] over k, v [B, Sk, H, D] (scale 1/sqrt(D)), no mask."""
+    out, _ = flash4_kernel()(q, k, v)
+    return out
+
+
+@flash4_attention.register_fake
+def _flash4_attention_shape(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    return q.new_empty((*q.shape[:-1], v.shape[-1]))
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, kernel: AttentionKernel) -> Tensor:
+    """Softmax attention of q [B, Sq, H, D] over k, v [B or 1, Sk, H, D] -> [B, Sq, H, D]."""
+    batch = q.shape[0]
+    if kernel is AttentionKernel.flash4:
+        if k.shape[0] == 1 and batch > 1:
+            # Keys shared by every row: one sequence of all the rows' queries (each query's result
+            # is its own), so the kernel reads the keys once, not once per row.
+            folded = flash4_attention(q.reshape(1, -1, *q.shape[2:]), k, v)
+            return folded.view(batch, q.shape[1], *folded.shape[2:])
+        return flash4_attention(q, k, v)
+    k, v = k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)
+    return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
