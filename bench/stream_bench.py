@@ -34,7 +34,10 @@ from bench.common import (
     sync,
     timed_run,
 )
+from engine.config import AttentionKernel
 from engine.cuda_setup import compile_reward_layers
+from engine.errors import StreamT1Error
+from engine.models.attention import check_attention
 from engine.rewards.qwen_vl import qwen_backbones
 from engine.rewards.vision_attention import batch_vision_attention
 from engine.scaling.config import ScalingConfig
@@ -157,7 +160,7 @@ def main() -> None:
         "reference's reward inputs); a suffix -noreport runs without the live report, -sdpa-vision with "
         "transformers' own per-image vision attention in the reward models, -fp8 with FP8 matmuls (quantizes "
         "the shared models in place: list fp8 modes last), -eagerrewards with the reward models' layers not compiled "
-        "(list those first)",
+        "(list those first); a last -flash4 runs the transformer's attention on FlashAttention-4 (scaled-fp8-flash4)",
     )
     parser.add_argument("--chunks", type=int, default=12, help="timed chunks (after warm-up)")
     parser.add_argument(
@@ -200,8 +203,14 @@ def main() -> None:
     scorers = None
     fp8 = False  # the shared models are quantized
     rewards_compiled = False  # the shared reward models' layers are compiled
+    if "-flash4" in args.modes:  # refused before any mode runs
+        try:
+            check_attention(AttentionKernel.flash4, models.device, models.dtype)
+        except StreamT1Error as err:
+            parser.error(str(err))
     for mode in args.modes.split(","):
-        base, *options = mode.split("-", 1)
+        kernel = AttentionKernel.flash4 if mode.endswith("-flash4") else AttentionKernel.sdpa
+        base, *options = mode.removesuffix("-flash4").split("-", 1)
         if base not in ("plain", "scaled", "reference") or options not in (
             [],
             ["noreport"],
@@ -236,6 +245,7 @@ def main() -> None:
             batch_vision_attention(backbone.model.visual)
             if options == ["sdpa-vision"]:
                 backbone.model.visual.config._attn_implementation = "sdpa"
+        models.transformer.use_attention(kernel)
         session = new_session(args.dir / mode, models, scaling, args.rewards)
         loop = loop_for(session, models, None if scaling is None else scorers)
         timed = timed_run(
@@ -255,6 +265,7 @@ def main() -> None:
             "median_ms": {p: statistics.median(r.get(p, 0.0) for r in rows) * 1e3 for p in PHASES},
             "peak_gib": peak_gib(),
             "rewards_compiled": rewards_compiled and options != ["eagerrewards"],
+            "attention": kernel.value,
             "sink_frames": sorted({b["sink_frames"] for r in records for b in r.get("beams", [])}),
         }
         if args.profile:
