@@ -57,11 +57,17 @@ def load_networks(
     cuda: CudaOptions,
 ) -> tuple[Models, tuple[FrameScorer, ClipScorer] | None]:
     """The preset's networks and the (short, long) `rewards` scorers (None: plain LongLive), tuned
-    for CUDA as `cuda` says: what every run loads, one session (`SessionRun.load`) or a batch."""
+    for CUDA as `cuda` says: what every run loads, one session (`SessionRun.load`) or a batch.
+    --fp8 and --attention are checked first, before minutes of loading."""
     from engine.cuda_setup import prepare_for_cuda
     from engine.models.factory import load_models
     from engine.rewards.registry import build_scorers
 
+    if cuda.fp8:
+        from engine.fp8 import check_fp8
+
+        check_fp8(device)
+    check_attention(cuda.attention, device, dtype)
     models = load_models(PRESETS[preset], model_dir, device, dtype)
     scorers = None if rewards is None else build_scorers(*rewards, model_dir=model_dir, device=device, dtype=dtype)
     prepare_for_cuda(models, scorers or (), cuda)
@@ -86,14 +92,9 @@ class SessionRun:
         cuda: CudaOptions = CudaOptions(),
         ranks: Ranks | None = None,
     ) -> SessionRun:
-        """Check the video writer, --fp8 and --attention (before minutes of loading and generating),
-        load the preset's networks and the session's scorers, tune them for CUDA, open the loop."""
+        """Check the video writer (before minutes of loading and generating), load the preset's
+        networks and the session's scorers, tune them for CUDA, open the loop."""
         check_video_writer()
-        if cuda.fp8:
-            from engine.fp8 import check_fp8
-
-            check_fp8(device)
-        check_attention(cuda.attention, device, dtype)
         spec = session.spec
         rewards = None if spec.rewards is None else (spec.rewards.short, spec.rewards.long)
         models, scorers = load_networks(spec.preset, rewards, model_dir, device, dtype, cuda)

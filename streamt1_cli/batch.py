@@ -8,13 +8,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from engine.config import AttentionKernel
 from streamt1_cli.common import (
+    AttentionOption,
     ChunksOption,
     CompileOption,
     DeviceName,
     DeviceOption,
     DtypeName,
     DtypeOption,
+    Fp8Option,
     ModelDirOption,
     NoScalingOption,
     PresetName,
@@ -55,6 +58,8 @@ def batch(
     dtype: DtypeOption = DtypeName.auto,
     quiet: QuietOption = False,
     compile_blocks: CompileOption = True,
+    fp8: Fp8Option = False,
+    attention: AttentionOption = AttentionKernel.sdpa,
 ) -> None:
     """Generate a video per prompt, split over the processes of a torchrun job; run it again to
     continue what stopped and skip what is finished."""
@@ -78,7 +83,7 @@ def batch(
     try:
         group, index, groups = split_world(world, gpus_per_session)
         runner = _BatchRunner(
-            preset.value, model_dir, dev, dt, no_scaling, group, CudaOptions(compile_blocks=compile_blocks)
+            preset.value, model_dir, dev, dt, no_scaling, group, CudaOptions(compile_blocks, fp8, attention)
         )
         run_batch(items, root, group, index, groups, world.rank, runner.spec_of, runner.open_loop, _say)
         world.barrier()
@@ -104,6 +109,7 @@ class _BatchRunner:
         from sessions.run import load_networks
 
         self.preset, self.model_dir, self.device, self.dtype, self.group = preset, model_dir, device, dtype, group
+        self.cuda = cuda
         self.rewards = None if no_scaling else DEFAULT_REWARDS[preset]
         self.models, self.scorers = load_networks(preset, self.rewards, model_dir, device, dtype, cuda)
 
@@ -118,7 +124,7 @@ class _BatchRunner:
         scaling = None if self.rewards is None else ScalingConfig(horizon_frames=item.chunks * config.chunk_frames)
         spec = spec_for(self.preset, item.seed, config, scaling, self.rewards, item.schedule)
         model_dir = None if self.model_dir is None else str(self.model_dir.resolve())
-        return replace(spec, compute=compute_of(self.device, self.dtype), model_dir=model_dir)
+        return replace(spec, compute=compute_of(self.device, self.dtype, self.cuda), model_dir=model_dir)
 
     def open_loop(self, session):
         from sessions.runner import open_loop

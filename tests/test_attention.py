@@ -114,6 +114,18 @@ def test_new_with_flash4_on_the_cpu_fails_in_one_line_and_leaves_nothing(tmp_pat
     assert not s.exists()
 
 
+@pytest.mark.parametrize(
+    "flag,says", [(("--attention", "flash4"), "--attention flash4 needs a CUDA GPU"), (("--fp8",), "--fp8 needs")]
+)
+def test_batch_refuses_flash4_and_fp8_off_the_gpu_before_making_sessions(tmp_path, flag, says):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a fox\n")
+    root = tmp_path / "root"
+    line = one_line_error("batch", str(prompts), "--root", str(root), "--chunks", "1", "--device", "cpu", *flag)
+    assert says in line
+    assert not any(root.glob("*/HEAD"))
+
+
 def test_the_session_records_fp8_and_flash4_in_its_compute():
     from sessions.runner import compute_of
 
