@@ -3,12 +3,14 @@
 #   bash bench/run_gpu.sh                      # all, in priority order
 #   bash bench/run_gpu.sh session stream       # a subset (one command has 10 minutes)
 #   FlashAttention-4 (bench/make_wheels.sh flash4) takes three calls of one warm machine, one after another:
-#   flash4-stage (carry .flash4/a), flash4-install (carry .flash4/b), then attention flash4 (carry wheels)
+#   flash4-stage (carry .flash4/a), flash4-install attention (carry .flash4/b), then flash4-cap and flash4
+#   (carry wheels), one call each
 set -euo pipefail
 [ ! -d wheels ] || python3 -m pip install --no-deps --no-index -q wheels/*.whl
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-# FlashAttention-4, once flash4-install put it here (CuTe DSL finds its packages through a .pth, which --target skips)
-[ ! -d .flash4_site ] || PYTHONPATH=$PWD/.flash4_site:$PWD/.flash4_site/nvidia_cutlass_dsl/dsl_packages:$PYTHONPATH
+# FlashAttention-4, once flash4-install put it there (CuTe DSL finds its packages through a .pth, which --target skips)
+flash4_site() { [ ! -d .flash4_site ] || PYTHONPATH=$PWD/.flash4_site:$PWD/.flash4_site/nvidia_cutlass_dsl/dsl_packages:$PWD; }
+flash4_site
 OUT=${OUT:-.bench_out}
 mkdir -p "$OUT"
 STEPS=${*:-stream session decode}
@@ -47,12 +49,14 @@ for step in $STEPS; do
       cat .flash4_staged/part.* .flash4/b/part.* > "/tmp/$name"
       echo "$(cat .flash4/b/split-wheel.sha256)  /tmp/$name" | sha256sum -c -
       python3 -m pip install --no-deps --no-index -q --target .flash4_site "/tmp/$name" .flash4/b/*.whl
-      PYTHONPATH=$PWD/.flash4_site:$PWD/.flash4_site/nvidia_cutlass_dsl/dsl_packages:$PYTHONPATH \
-        python3 -c "import flash_attn.cute, cutlass; print('flash_attn.cute', flash_attn.cute.__version__, 'cutlass', cutlass.__version__)" ;;
+      flash4_site
+      python3 -c "import flash_attn.cute, cutlass; print('flash_attn.cute', flash_attn.cute.__version__, 'cutlass', cutlass.__version__)" ;;
     attention)  # the transformer's attention alone: SDPA (cuDNN, flash) vs FlashAttention-4 at a chunk's shapes
       python3 bench/attention_bench.py --json "$OUT/attention.json" 2>&1 | tee "$OUT/attention.txt" ;;
-    flash4)   # Stream-T1 at the sink's cap and plain LongLive, SDPA vs FlashAttention-4 side by side
-      python3 bench/stream_bench.py --modes scaled,scaled-flash4 --full-sink --chunks 6 --warmup 10 --progress --json "$OUT/flash4_cap.json" 2>&1 | clean > "$OUT/flash4_cap.txt"; grep -v "^  chunk" "$OUT/flash4_cap.txt" | tail -12
+    flash4-cap)  # Stream-T1 with the sink at its cap, SDPA vs FlashAttention-4 side by side, then profiled
+      python3 bench/stream_bench.py --modes scaled,scaled-flash4 --full-sink --chunks 6 --warmup 10 --progress --profile 2 --json "$OUT/flash4_cap.json" 2>&1 | clean > "$OUT/flash4_cap.txt"
+      grep -v "^  chunk" "$OUT/flash4_cap.txt" | grep -A12 "^ *recache\|^--- profile" ;;
+    flash4)   # plain LongLive and Stream-T1 (the rewards decide the sink), SDPA vs FlashAttention-4 side by side
       python3 bench/stream_bench.py --modes plain,plain-flash4,scaled,scaled-flash4 --chunks 6 --warmup 10 --json "$OUT/flash4.json" 2>&1 | clean | tee "$OUT/flash4.txt" | tail -12 ;;
     decode)   # the VAE alone: cuDNN 3D convs vs 2D convs per time tap
       python3 bench/decode_bench.py --json "$OUT/decode.json" 2>&1 | clean | tee "$OUT/decode.txt" ;;
