@@ -1,7 +1,8 @@
 """The transformer's attention alone at real size, through `engine.models.attention.attend` (the
 call every chunk forward makes): PyTorch's SDPA (its own pick, and cuDNN and flash forced) against
 FlashAttention-4 (`--attention flash4`), at the shapes a chunk forward meets. Time per call,
-TFLOP/s, and the largest difference from SDPA's result and from an fp32 softmax on one head.
+TFLOP/s, and the largest difference from SDPA's result and from an fp32 softmax on one head; and
+the K/V copy each self-attention call makes before any kernel (the prefix and each row's chunk).
 
     python bench/attention_bench.py [--json OUT.json]
 
@@ -112,8 +113,19 @@ def main() -> None:
                     f"{case:<32}{route:<12}{ms:>9.3f}{row['tflops']:>9.0f}{row['vs_sdpa']:>8.2f}x"
                     f"{d_sdpa:>13.2e}{d_fp32:>13.2e}"
                 )
+            if key_rows > 1:  # what each self-attention call copies first: [shared prefix + own chunk] per row
+                concat = timed_ms(prefix_concat, (k, v, queries), args.repeat)
+                results.append({"case": case, "route": "k/v concat", "ms": concat})
+                print(f"{case:<32}{'k/v concat':<12}{concat:>9.3f}  (the copy before the kernel, any route)")
     if args.json:
         Path(args.json).write_text(json.dumps({"gpu": torch.cuda.get_device_name(), "rows": results}, indent=1))
+
+
+def prefix_concat(k: torch.Tensor, v: torch.Tensor, queries: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """K and V as the chunk forward builds them: one cached prefix (batch 1), expanded to every row,
+    then each row's own chunk (causal_wan's self-attention)."""
+    rows = k.shape[0]
+    return tuple(torch.cat((t[:1, :-queries].expand(rows, -1, -1, -1), t[:, -queries:]), dim=1) for t in (k, v))
 
 
 if __name__ == "__main__":
