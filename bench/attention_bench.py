@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from bench.cuda_timing import mean_cuda_ms
 from engine.config import AttentionKernel
 from engine.errors import StreamT1Error
 from engine.models.attention import attend, check_attention
@@ -40,18 +41,6 @@ ROUTES = {  # name: (kernel, forced SDPA backend or None)
     "sdpa flash": (AttentionKernel.sdpa, SDPBackend.FLASH_ATTENTION),
     "flash4": (AttentionKernel.flash4, None),
 }
-
-
-def timed_ms(call, inputs: tuple, repeat: int) -> float:
-    for _ in range(3):
-        call(*inputs)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(repeat):
-        call(*inputs)
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / repeat
 
 
 def fp32_head(q, k, v, row: int = 0, head: int = 0) -> torch.Tensor:
@@ -91,7 +80,7 @@ def main() -> None:
                 try:
                     with forced:
                         out = attend(q, k, v, kernel)
-                        ms = timed_ms(attend, (q, k, v, kernel), args.repeat)
+                        ms = mean_cuda_ms(attend, (q, k, v, kernel), args.repeat)
                 except RuntimeError as err:  # a forced backend that refuses these inputs
                     print(f"{case:<32}{route:<12}  refused: {str(err).splitlines()[0][:80]}")
                     continue
@@ -114,7 +103,7 @@ def main() -> None:
                     f"{d_sdpa:>13.2e}{d_fp32:>13.2e}"
                 )
             if key_rows > 1:  # what each self-attention call copies first: [shared prefix + own chunk] per row
-                concat = timed_ms(prefix_concat, (k, v, queries), args.repeat)
+                concat = mean_cuda_ms(prefix_concat, (k, v, queries), args.repeat)
                 results.append({"case": case, "route": "k/v concat", "ms": concat})
                 print(f"{case:<32}{'k/v concat':<12}{concat:>9.3f}  (the copy before the kernel, any route)")
     if args.json:

@@ -10,19 +10,8 @@ import argparse
 
 import torch
 
+from bench.cuda_timing import mean_cuda_ms
 from engine.fp8 import Fp8Linear
-
-
-def timed_ms(call, x: torch.Tensor, repeat: int = 50) -> float:
-    for _ in range(5):
-        call(x)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(repeat):
-        call(x)
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / repeat
 
 
 def main() -> None:
@@ -44,7 +33,7 @@ def main() -> None:
             bf16, fp8 = torch.compile(linear), torch.compile(Fp8Linear(linear))
             exact = bf16(x).float()
             err = float((fp8(x).float() - exact).norm() / exact.norm())
-            bf16_ms, fp8_ms = timed_ms(bf16, x), timed_ms(fp8, x)
+            bf16_ms, fp8_ms = (mean_cuda_ms(layer, (x,), repeat=50, warmup=5) for layer in (bf16, fp8))
             print(f"{name:<16}{bf16_ms:>9.3f}{fp8_ms:>9.3f}{bf16_ms / fp8_ms:>7.2f}x{err:>9.4f}")
 
 
