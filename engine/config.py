@@ -87,6 +87,9 @@ class StreamConfig:
         return frames / self.fps
 
 
+FLASH4_PACKAGE = "flash-attn-4==4.0.0b40"  # what --attention flash4 needs (pyproject's [flash4] extra pins the same)
+
+
 class AttentionKernel(str, Enum):
     """Which kernels run the transformer's softmax attention (engine.models.attention)."""
 

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from engine.config import MODEL_DIR_ENV, AttentionKernel, StreamConfig
+from engine.config import FLASH4_PACKAGE, MODEL_DIR_ENV, AttentionKernel, StreamConfig
 from engine.positions import PositionMode
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ Fp8Option = Annotated[
 AttentionOption = Annotated[
     AttentionKernel,
     typer.Option(
-        help="The transformer's attention kernels on CUDA: sdpa (PyTorch's, the default) or flash4 (FlashAttention-4, Hopper/Blackwell, `pip install 'streamt1[flash4]'`): other numbers, see docs/performance.md.",
+        help=f"The transformer's attention kernels on CUDA: sdpa (PyTorch's, the default) or flash4 (FlashAttention-4, Hopper/Blackwell, `pip install {FLASH4_PACKAGE}`): other numbers, see docs/performance.md.",
     ),
 ]
 

@@ -15,12 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.config import AttentionKernel
+from engine.config import FLASH4_PACKAGE, AttentionKernel
 from engine.errors import StreamT1Error
 
 FLASH4_CAPABILITY = (9, 0)  # FlashAttention-4 is built for Hopper and Blackwell
 FLASH4_DTYPES = (torch.bfloat16, torch.float16)
-FLASH4_INSTALL = "pip install 'streamt1[flash4]'"
 
 
 def check_attention(kernel: AttentionKernel, device: torch.device, dtype: torch.dtype) -> None:
@@ -37,7 +36,10 @@ def check_attention(kernel: AttentionKernel, device: torch.device, dtype: torch.
     try:
         flash4_kernel()
     except ImportError as err:
-        raise StreamT1Error(f"--attention flash4 needs FlashAttention-4 ({err}): {FLASH4_INSTALL}") from None
+        raise StreamT1Error(
+            f"--attention flash4 needs FlashAttention-4 ({err}): pip install {FLASH4_PACKAGE} "
+            "(in a checkout: pip install -e '.[flash4]')"
+        ) from None
 
 
 def flash4_kernel():
