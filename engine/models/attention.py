@@ -50,26 +50,60 @@ def flash4_kernel():
 
 
 @torch.library.custom_op("streamt1::flash4_attention", mutates_args=())
-def flash4_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """Softmax attention of q [B, Sq, H, D] over k, v [B, Sk, H, D] (scale 1/sqrt(D)), no mask."""
-    out, _ = flash4_kernel()(q, k, v)
-    return out
+def flash4_attention(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """Softmax attention of q [B, Sq, H, D] over k, v [B, Sk, H, D] (scale 1/sqrt(D)), no mask:
+    the output [B, Sq, H, D] and the natural-log sum of exponentials [B, H, Sq] float32."""
+    out, lse = flash4_kernel()(q, k, v, return_lse=True)
+    return out, lse
 
 
 @flash4_attention.register_fake
-def _flash4_attention_shape(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    return q.new_empty((*q.shape[:-1], v.shape[-1]))
+def _flash4_attention_shape(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    batch, queries, heads, _ = q.shape
+    return q.new_empty((batch, queries, heads, v.shape[-1])), q.new_empty((batch, heads, queries), dtype=torch.float32)
+
+
+def _flash4(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """flash4_attention for k, v of batch 1 or q's: (out [B, Sq, H, D], lse [B, H, Sq])."""
+    batch, queries = q.shape[:2]
+    if k.shape[0] == 1 and batch > 1:
+        # Keys shared by every row: one sequence of all the rows' queries (each query's result
+        # is its own), so the kernel reads the keys once, not once per row.
+        out, lse = flash4_attention(q.reshape(1, -1, *q.shape[2:]), k, v)
+        return out.reshape(q.shape[:3] + out.shape[-1:]), lse.reshape(-1, batch, queries).transpose(0, 1)
+    return flash4_attention(q, k, v)
+
+
+def merge_attention(first: tuple[Tensor, Tensor], second: tuple[Tensor, Tensor]) -> Tensor:
+    """Attention over two disjoint key sets -> attention over their union, from each part's output
+    [B, Sq, H, D] and log-sum-exp [B, H, Sq]: each part weighted by its share of the softmax mass."""
+    (out_a, lse_a), (out_b, lse_b) = first, second
+    total = torch.logaddexp(lse_a, lse_b)
+    weight_a = (lse_a - total).exp().transpose(1, 2).unsqueeze(-1)
+    weight_b = (lse_b - total).exp().transpose(1, 2).unsqueeze(-1)
+    return (out_a.float() * weight_a + out_b.float() * weight_b).to(out_a.dtype)
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, kernel: AttentionKernel) -> Tensor:
     """Softmax attention of q [B, Sq, H, D] over k, v [B or 1, Sk, H, D] -> [B, Sq, H, D]."""
-    batch = q.shape[0]
     if kernel is AttentionKernel.flash4:
-        if k.shape[0] == 1 and batch > 1:
-            # Keys shared by every row: one sequence of all the rows' queries (each query's result
-            # is its own), so the kernel reads the keys once, not once per row.
-            folded = flash4_attention(q.reshape(1, -1, *q.shape[2:]), k, v)
-            return folded.view(batch, q.shape[1], *folded.shape[2:])
-        return flash4_attention(q, k, v)
+        return _flash4(q, k, v)[0]
+    batch = q.shape[0]
     k, v = k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)
     return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+
+
+def attend_after_prefix(
+    q: Tensor, prefix_k: Tensor, prefix_v: Tensor, k: Tensor, v: Tensor, kernel: AttentionKernel
+) -> Tensor:
+    """Attention of q [B, Sq, H, D] over [prefix (batch 1, shared by the rows) + each row's own k, v].
+
+    SDPA gets the keys concatenated per row. FlashAttention-4 returns its log-sum-exp, so there the
+    two parts run apart and are merged: the shared prefix is read once for all rows, and the copy of
+    it into every row (hundreds of MB a call with the sink at its cap) is never made."""
+    if kernel is AttentionKernel.flash4:
+        return merge_attention(_flash4(q, prefix_k, prefix_v), _flash4(q, k, v))
+    batch = q.shape[0]
+    keys = torch.cat((prefix_k.expand(batch, -1, -1, -1), k), dim=1)
+    values = torch.cat((prefix_v.expand(batch, -1, -1, -1), v), dim=1)
+    return attend(q, keys, values, kernel)

@@ -20,7 +20,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from engine.config import AttentionKernel
-from engine.models.attention import attend
+from engine.models.attention import attend, attend_after_prefix
 from engine.models.kv_cache import CacheSegment, KVCache
 
 RopeTables = tuple[Tensor, Tensor]  # cos, sin: [1, tokens, 1, head_dim] float32
@@ -47,13 +47,9 @@ def timestep_sinusoid(timestep: Tensor, dim: int) -> Tensor:
     return torch.cat((torch.cos(angles), torch.sin(angles)), dim=1)
 
 
-def _attend_and_project(
-    attn: WanAttention, q: Tensor, k: Tensor, v: Tensor, like: Tensor, kernel: AttentionKernel
-) -> Tensor:
-    """Softmax attention on [B, S, H, D] tensors (k/v batch 1 or q's), then the output projection,
-    in `like`'s dtype."""
-    out = attend(q, k, v, kernel).flatten(2, 3).type_as(like)
-    return attn.to_out[1](attn.to_out[0](out))
+def _project(attn: WanAttention, out: Tensor, like: Tensor) -> Tensor:
+    """Attention output [B, S, H, D] through the output projection, in `like`'s dtype."""
+    return attn.to_out[1](attn.to_out[0](out.flatten(2, 3).type_as(like)))
 
 
 @dataclass(frozen=True)
@@ -122,11 +118,11 @@ class _CausalSelfAttention(WanAttnProcessor):
         if ctx.captured is not None:
             ctx.captured.append((k, v))
         q, k = apply_rope(q, *ctx.rope), apply_rope(k, *ctx.rope)
-        if ctx.prefix_keys is not None:
-            batch = q.shape[0]
-            k = torch.cat((ctx.prefix_keys.expand(batch, -1, -1, -1), k), dim=1)
-            v = torch.cat((ctx.prefix_values.expand(batch, -1, -1, -1), v), dim=1)
-        return _attend_and_project(attn, q, k, v, hidden_states, self.kernel)
+        if ctx.prefix_keys is None:
+            out = attend(q, k, v, self.kernel)
+        else:
+            out = attend_after_prefix(q, ctx.prefix_keys, ctx.prefix_values, k, v, self.kernel)
+        return _project(attn, out, hidden_states)
 
 
 class _CachedCrossAttention(WanAttnProcessor):
@@ -147,7 +143,7 @@ class _CachedCrossAttention(WanAttnProcessor):
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         q = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1))
         text = encoder_hidden_states
-        return _attend_and_project(attn, q, text.keys, text.values, hidden_states, self.kernel)
+        return _project(attn, attend(q, text.keys, text.values, self.kernel), hidden_states)
 
 
 class CausalWanTransformer(nn.Module):
