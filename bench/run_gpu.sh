@@ -2,9 +2,9 @@
 # GPU measurements through the device tool (carry `wheels`, made by bench/make_wheels.sh).
 #   bash bench/run_gpu.sh                      # all, in priority order
 #   bash bench/run_gpu.sh session stream       # a subset (one command has 10 minutes)
-#   FlashAttention-4 (bench/make_wheels.sh flash4) takes three calls of one warm machine, one after another:
-#   flash4-stage (carry .flash4/a), flash4-install attention (carry .flash4/b), then flash4-cap and flash4
-#   (carry wheels), one call each
+#   FlashAttention-4 (bench/make_wheels.sh flash4) takes two calls of one warm machine, back to back:
+#   flash4-stage (carry .flash4/a), then flash4-install followed by any steps (carry .flash4/b); later calls
+#   of that machine carry nothing
 set -euo pipefail
 [ ! -d wheels ] || python3 -m pip install --no-deps --no-index -q wheels/*.whl
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
@@ -42,13 +42,15 @@ for step in $STEPS; do
       n=$(nvidia-smi -L | wc -l)
       timeout 250 python3 bench/batch_bench.py --videos ${BATCH_VIDEOS:-8} --chunks 10 --json "$OUT/batch_1.json" 2>&1 | clean | tee "$OUT/batch_1.txt" | grep -v "^rank"
       timeout 250 python3 -m torch.distributed.run --standalone --nproc-per-node "$n" bench/batch_bench.py --videos ${BATCH_VIDEOS:-8} --chunks 10 --json "$OUT/batch_$n.json" 2>&1 | clean | tee "$OUT/batch_$n.txt" | grep -v "^rank\|\*\*\*\|OMP_NUM" ;;
-    flash4-stage)    # call 1 of 2 (carry .flash4/a): keep the first half of CuTe DSL's compiler wheel on this machine
+    flash4-stage)    # call 1 of 2 (carry .flash4/a): install its wheels, keep the first piece of CuTe DSL on this machine
+      python3 -m pip install --no-deps --no-index -q .flash4/a/*.whl
       mkdir -p .flash4_staged && cp .flash4/a/part.* .flash4_staged/ && ls -l .flash4_staged ;;
-    flash4-install)  # call 2 of 2 (carry .flash4/b): join the halves, install FlashAttention-4 into .flash4_site
-      name=$(cat .flash4/b/split-wheel.name)
-      cat .flash4_staged/part.* .flash4/b/part.* > "/tmp/$name"
-      echo "$(cat .flash4/b/split-wheel.sha256)  /tmp/$name" | sha256sum -c -
-      python3 -m pip install --no-deps --no-index -q --target .flash4_site "/tmp/$name" .flash4/b/*.whl
+    flash4-install)  # call 2 of 2 (carry .flash4/b): join the pieces, install FlashAttention-4 into .flash4_site
+      cat .flash4_staged/part.* .flash4/b/part.* > /tmp/cutlass-dsl-libs.tar.xz
+      echo "$(cat .flash4/b/cutlass-dsl-libs.sha256)  /tmp/cutlass-dsl-libs.tar.xz" | sha256sum -c -
+      python3 -m pip install --no-deps --no-index -q .flash4/b/imageio_ffmpeg-*.whl
+      python3 -m pip install --no-deps --no-index -q --target .flash4_site $(ls .flash4/b/*.whl | grep -v imageio_ffmpeg)
+      tar -xJf /tmp/cutlass-dsl-libs.tar.xz -C .flash4_site  # the compiler wheel's files, as pip would place them
       flash4_site
       python3 -c "import flash_attn.cute, cutlass; print('flash_attn.cute', flash_attn.cute.__version__, 'cutlass', cutlass.__version__)" ;;
     attention)  # the transformer's attention alone: SDPA (cuDNN, flash) vs FlashAttention-4 at a chunk's shapes
