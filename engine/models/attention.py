@@ -96,11 +96,12 @@ def attend(q: Tensor, k: Tensor, v: Tensor, kernel: AttentionKernel) -> Tensor:
 def attend_after_prefix(
     q: Tensor, prefix_k: Tensor, prefix_v: Tensor, k: Tensor, v: Tensor, kernel: AttentionKernel
 ) -> Tensor:
-    """Attention of q [B, Sq, H, D] over [prefix (batch 1, shared by the rows) + each row's own k, v].
+    """Attention of q [B, Sq, H, D] over [prefix + each row's own k, v [B, Sk, H, D]]; the prefix has
+    batch 1 (shared by the rows) or B.
 
     SDPA gets the keys concatenated per row. FlashAttention-4 returns its log-sum-exp, so there the
-    two parts run apart and are merged: the shared prefix is read once for all rows, and the copy of
-    it into every row (hundreds of MB a call with the sink at its cap) is never made."""
+    two parts run apart and are merged: a shared prefix is read once for all rows, and the copy of
+    it into every row (~0.5 GB a call with the sink at its cap) is never made."""
     if kernel is AttentionKernel.flash4:
         return merge_attention(_flash4(q, prefix_k, prefix_v), _flash4(q, k, v))
     batch = q.shape[0]
