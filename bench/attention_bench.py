@@ -27,7 +27,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from bench.cuda_timing import mean_cuda_ms
 from engine.config import AttentionKernel
 from engine.errors import StreamT1Error
-from engine.models.attention import attend, attend_after_prefix, check_attention
+from engine.models.attention import attend, attend_after_prefix, check_attention, concat_prefix
 
 TOKENS_PER_FRAME, CHUNK_FRAMES, HEADS, HEAD_DIM, TEXT_TOKENS = 1560, 3, 12, 128, 512
 CHUNK_TOKENS = CHUNK_FRAMES * TOKENS_PER_FRAME
@@ -87,7 +87,7 @@ def main() -> None:
             first_row_keys = (
                 (shared_k, shared_v)
                 if own_k is None
-                else (prefix_concat(shared_k, own_k[:1]), prefix_concat(shared_v, own_v[:1]))
+                else (concat_prefix(shared_k, own_k[:1]), concat_prefix(shared_v, own_v[:1]))
             )
             exact = fp32_head(q, *first_row_keys)
             baseline = baseline_ms = None
@@ -120,17 +120,11 @@ def main() -> None:
                     f"{d_sdpa:>13.2e}{d_fp32:>13.2e}"
                 )
             if own:  # what SDPA's route copies first: [shared prefix + own chunk] per row
-                concat = mean_cuda_ms(prefix_concat, (shared_k, own_k), args.repeat) * 2  # keys and values
+                concat = mean_cuda_ms(concat_prefix, (shared_k, own_k), args.repeat) * 2  # keys and values
                 results.append({"case": case, "route": "k/v concat", "ms": concat})
                 print(f"{case:<32}{'k/v concat':<12}{concat:>9.3f}  (inside the sdpa rows above)")
     if args.json:
         Path(args.json).write_text(json.dumps({"gpu": torch.cuda.get_device_name(), "rows": results}, indent=1))
-
-
-def prefix_concat(shared: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
-    """Keys (or values) as SDPA's route builds them: the shared prefix expanded to every row, then
-    each row's own chunk."""
-    return torch.cat((shared.expand(own.shape[0], -1, -1, -1), own), dim=1)
 
 
 if __name__ == "__main__":

@@ -104,7 +104,10 @@ def attend_after_prefix(
     it into every row (~0.5 GB a call with the sink at its cap) is never made."""
     if kernel is AttentionKernel.flash4:
         return merge_attention(_flash4(q, prefix_k, prefix_v), _flash4(q, k, v))
-    batch = q.shape[0]
-    keys = torch.cat((prefix_k.expand(batch, -1, -1, -1), k), dim=1)
-    values = torch.cat((prefix_v.expand(batch, -1, -1, -1), v), dim=1)
-    return attend(q, keys, values, kernel)
+    return attend(q, concat_prefix(prefix_k, k), concat_prefix(prefix_v, v), kernel)
+
+
+def concat_prefix(prefix: Tensor, own: Tensor) -> Tensor:
+    """Keys (or values) [B, Sk, H, D] as SDPA reads them: the prefix (batch 1 or B) expanded to every
+    row, then each row's own."""
+    return torch.cat((prefix.expand(own.shape[0], -1, -1, -1), own), dim=1)
