@@ -6,6 +6,7 @@ a session works on `copy_of` it (tests/helpers.py)."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,11 @@ from diffusers import AutoencoderKLWan
 from engine.models.factory import Models, random_models
 from engine.models.presets import TINY
 from tests.helpers import FOX, cli, unchanged
+
+# A suite started in the background of a script (`pytest &`) inherits Ctrl-C ignored, and so would
+# every child it spawns: the tests that press Ctrl-C on a child need a terminal's default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
