@@ -240,8 +240,8 @@ def _commit(
             after_commit(record)
     except OSError as exc:  # disk full, permissions, a vanished folder: the run stops at a whole chunk
         raise SessionError(
-            f"writing chunk {record.chunk} of {session.path} failed ({exc.strerror or exc}): "
-            f"it holds {session.head} whole chunks; fix that and `streamt1 continue` it"
+            f"writing chunk {record.chunk} failed ({exc.strerror or exc}): {session.holds()}; "
+            f"fix that and `streamt1 continue {session.path}`"
         ) from exc
 
 

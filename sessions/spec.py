@@ -10,7 +10,7 @@ are optional, so every format-3 session still opens, with the defaults it was ma
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +48,14 @@ class RewardNames:
 
 @dataclass(frozen=True)
 class ParentRef:
-    """A branch's parent: its folder, the branch point (chunks 0..at-1 are the parent's) and its id."""
+    """A branch's parent: its folder, the branch point (chunks 0..at-1 are the parent's) and its id.
+    `relative` is the parent's folder as seen from the branch's: folders moved or copied together
+    keep (or take along) their parent. Sessions made before it have "" and only the absolute path."""
 
     path: str
     at: int
     id: str
+    relative: str = ""
 
 
 @dataclass(frozen=True)
@@ -192,12 +195,13 @@ def _plain(value: Any) -> Any:
 
 
 def _record(cls: type, raw: Any, problem: SpecProblem) -> Any:
-    """A small record (PromptSwitch, ParentRef, Compute) from a table with exactly its fields, each
-    a whole number or text as its annotation says."""
+    """A small record (PromptSwitch, ParentRef, Compute) from a table with its fields (those with a
+    default may be missing), each a whole number or text as its annotation says."""
     kinds = {f.name: f.type for f in fields(cls)}  # annotations as written: "int", "str"
-    if not isinstance(raw, dict) or set(raw) != set(kinds):
+    required = {f.name for f in fields(cls) if f.default is MISSING}
+    if not isinstance(raw, dict) or not required <= set(raw) <= set(kinds):
         raise problem
-    if not all(_is_int(raw[k]) if kind == "int" else isinstance(raw[k], str) for k, kind in kinds.items()):
+    if not all(_is_int(value) if kinds[k] == "int" else isinstance(value, str) for k, value in raw.items()):
         raise problem
     return cls(**raw)
 

@@ -37,6 +37,7 @@ from sessions.files import LEFTOVERS, atomic_write, reason, tree_bytes
 from sessions.spec import (  # noqa: F401 (FORMAT, FORMAT_VERSION: re-exported)
     FORMAT,
     FORMAT_VERSION,
+    ParentRef,
     PromptSwitch,
     SessionSpec,
     SpecProblem,
@@ -93,10 +94,11 @@ class Session:
         """Build the session in a hidden sibling folder and rename it into place: a crash leaves
         either no session or a complete empty one."""
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise SessionError(
-                f"{path} already exists and is not an empty folder: choose a new session path, "
-                f"or extend it with `streamt1 continue {path}`"
-            )
+            extend = f", or extend it with `streamt1 continue {path}`" if _looks_like_session(path) else ""
+            what = "a session" if extend else "a folder with other files" if path.is_dir() else "a file"
+            raise SessionError(f"{path} is already {what}: choose a new session path{extend}")
+        if blocker := next((p for p in path.parents if p.exists() and not p.is_dir()), None):
+            raise SessionError(f"{blocker} is a file, not a folder: choose a session path outside it")
         if path.is_mount():
             raise SessionError(
                 f"{path} is a mount point, which cannot be replaced by a session folder: give a new "
@@ -143,13 +145,7 @@ class Session:
             raise SessionError(f"cannot read {spec_path} ({reason(exc)}): check its permissions") from exc
         session = cls(path, SessionSpec.from_toml(text, spec_path), _read_head(path))
         if session.spec.parent is not None:
-            expected = session.spec.parent
-            parent = session._open_parent(_children | {path.resolve()})
-            if parent.spec.id != expected.id or parent.head < expected.at:
-                raise SessionError(
-                    f"parent session {parent.path} is not the one this branch was made from (it was "
-                    "replaced or rewritten): put the original back there, or start a new session"
-                )
+            session._open_parent(_children | {path.resolve()})
         session._adopt_committed_schedule()
         return session
 
@@ -172,6 +168,10 @@ class Session:
         self._spec_stale = False
 
     # --- reading ---------------------------------------------------------------------------------
+    def holds(self) -> str:
+        """ "PATH holds N whole chunks": what a stopped or failed run leaves, for its one-line message."""
+        return f"{self.path} holds {self.head} whole chunk{'' if self.head == 1 else 's'}"
+
     @property
     def parent(self) -> Session:
         """Opened (and checked) once: a branch's replay reads every early chunk through it."""
@@ -180,17 +180,36 @@ class Session:
         return self._parent
 
     def _open_parent(self, children: frozenset[Path]) -> Session:
-        parent_path = Path(self.spec.parent.path)
+        """The parent beside this branch as it was made, if that is the same session (moved or
+        copied together with the branch), else the one at its absolute path."""
+        ref = self.spec.parent
+        if ref.relative:
+            beside = (self.path / ref.relative).resolve()
+            if _looks_like_session(beside) and beside.resolve() not in children:
+                try:
+                    parent = Session.open(beside, children)
+                except SessionError:
+                    parent = None
+                if parent is not None and _is_parent(parent, ref):
+                    self._parent = parent
+                    return parent
+        parent_path = Path(ref.path)
         if not parent_path.exists():
             raise SessionError(
                 f"branch {self.path} needs its parent {parent_path}, which is gone (moved or "
-                "deleted): put it back at that path"
+                "deleted): put it back at that path, or move it together with the branch"
             )
         try:
-            self._parent = Session.open(parent_path, children)
+            parent = Session.open(parent_path, children)
         except SessionError as exc:
             raise SessionError(f"branch {self.path} needs its parent {parent_path}: {exc}") from exc
-        return self._parent
+        if not _is_parent(parent, ref):
+            raise SessionError(
+                f"parent session {parent.path} is not the one this branch was made from (it was "
+                "replaced or rewritten): put the original back there, or start a new session"
+            )
+        self._parent = parent
+        return parent
 
     def _check_range(self, k: int) -> None:
         if not 0 <= k < self.head:
@@ -322,6 +341,10 @@ class Session:
     def disk_bytes(self) -> int:
         """Bytes of the files under the session folder, counted while other processes may write."""
         return tree_bytes(self.path)
+
+
+def _is_parent(session: Session, ref: ParentRef) -> bool:
+    return session.spec.id == ref.id and session.head >= ref.at
 
 
 def _looks_like_session(path: Path) -> bool:

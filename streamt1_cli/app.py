@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
+from typer.exceptions import TyperException
 
 from engine.config import MODEL_DIR_ENV
 from engine.errors import StreamT1Error
@@ -78,7 +80,18 @@ def download(
 
 def main() -> None:
     try:
-        app()
+        code = app(prog_name="streamt1", standalone_mode=False)  # click's errors come back: one line, as ours
+    except TyperException as err:  # a mistyped command, option or value (typer's own click errors)
+        if type(err).__name__ != "NoArgsIsHelpError":  # a bare `streamt1`: the help was printed
+            ctx = getattr(err, "ctx", None)
+            where = ctx.command_path if ctx else "streamt1"
+            console.print(
+                f"[bold red]error:[/] {escape(err.format_message())} (see `{escape(where)} --help`)",
+                highlight=False,
+                soft_wrap=True,
+            )
+        raise SystemExit(err.exit_code) from None
     except KeyboardInterrupt as exc:  # before a session loop took over (start-up, model loading)
         console.print(f"[bold red]error:[/] {what_stopped(exc)} before any session was changed")
         raise SystemExit(exit_code(exc)) from None
+    raise SystemExit(code)

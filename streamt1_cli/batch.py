@@ -38,7 +38,7 @@ def batch(
     prompts: Annotated[
         Path,
         typer.Argument(
-            help="One prompt a line (.txt), or JSON lines / TOML [[video]] tables with prompt, seconds or chunks, seed, schedule."
+            help="One prompt a line (.txt), or JSON lines / TOML \\[\\[video]] tables with prompt, seconds or chunks, seed, schedule."
         ),
     ],
     root: Annotated[Path, typer.Option(help="Folder that holds one session per prompt (0000-first-prompt, ...).")],

@@ -4,6 +4,7 @@ stack are imported inside the functions, so `--help` and the other commands neve
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from dataclasses import fields, replace
@@ -139,13 +140,14 @@ def run_session(
         fail(str(err))
     except OSError as err:  # a file the session writes besides its chunks (they stop the run as SessionError)
         fail(
-            f"writing {err.filename or session.path} failed ({reason(err)}): {session.path} holds {session.head} "
-            f"whole chunks; fix that and `streamt1 continue {session.path}`"
+            f"writing {err.filename or session.path} failed ({reason(err)}): {session.holds()}; "
+            f"fix that and `streamt1 continue {session.path}`"
         )
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the queued chunk was written first
+        so_far = f", or write the video so far with `streamt1 export {session.path} OUT.mp4`" if session.head else ""
         fail(
-            f"{what_stopped(exc)}: {session.path} holds {session.head} whole chunks; nothing half-done was kept. "
-            f"Resume with `streamt1 continue {session.path}`",
+            f"{what_stopped(exc)}: {session.holds()}; nothing half-done was kept. "
+            f"Resume with `streamt1 continue {session.path}`{so_far}",
             code=exit_code(exc),
         )
     finally:
@@ -242,7 +244,7 @@ def new(
     snapshot_every: Annotated[
         int,
         typer.Option(
-            help="Chunks between state snapshots: `continue` replays at most this many (each snapshot is ~5 GB a beam at real size)."
+            help="Chunks between state snapshots: `continue` replays at most this many (each is several GB at real size: `streamt1 show` gives the figure)."
         ),
     ] = SessionSpec.snapshot_every,
     keep_snapshots: Annotated[
@@ -479,7 +481,7 @@ def branch(
                 raise StreamT1Error(
                     f"--positions {positions.value}: a branch keeps its parent's positions "
                     f"({spec.positions.value}), except absolute -> auto, which is the same below "
-                    "the table"
+                    "the table: leave --positions out"
                 )
             spec = replace(spec, positions=positions)
         model_dir = session_model_dir(parent, model_dir)
@@ -487,7 +489,7 @@ def branch(
             spec,
             seed=spec.seed if seed is None else seed,
             compute=compute_of(dev, dt, cuda),
-            parent=ParentRef(str(path.resolve()), at, parent.spec.id),
+            parent=ParentRef(str(path.resolve()), at, parent.spec.id, os.path.relpath(path.resolve(), to.resolve())),
             model_dir=None if model_dir is None else str(model_dir),
         )
         num_chunks = chunks_for(seconds, chunks, spec.stream, first=False)

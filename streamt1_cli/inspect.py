@@ -41,7 +41,7 @@ def list_(root: Annotated[Path, typer.Argument(help="Folder to search for sessio
         except StreamT1Error as err:
             skipped.append(f"skipped {spec_path.parent}: {err}")
             continue
-        parent = "-" if s.spec.parent is None else f"{s.spec.parent.path} @ {s.spec.parent.at}"
+        parent = "-" if s.spec.parent is None else f"{s.parent.path} @ {s.spec.parent.at}"
         table.add_row(
             escape(str(s.path)),
             s.spec.preset,
@@ -50,7 +50,10 @@ def list_(root: Annotated[Path, typer.Argument(help="Folder to search for sessio
             str(len(s.spec.prompts)),
             escape(parent),
         )
-    stdout.print(table)
+    if table.row_count or skipped:
+        stdout.print(table)
+    else:
+        console.print(f"no sessions under {escape(str(root))}: start one with `streamt1 new PROMPT --session DIR`")
     for line in skipped:
         console.print(escape(line), style="yellow", highlight=False, soft_wrap=True)
 
@@ -138,7 +141,7 @@ def show(
     for p in s.spec.prompts:
         stdout.print(f"  from chunk {p.from_chunk}: {escape(repr(p.prompt))}")
     if s.spec.parent:
-        stdout.print(f"  branch of {escape(s.spec.parent.path)} at chunk {s.spec.parent.at}")
+        stdout.print(f"  branch of {escape(str(s.parent.path))} at chunk {s.spec.parent.at}")
     if s.spec.model_dir:
         stdout.print(
             f"  weights from {escape(s.spec.model_dir)} (unless --model-dir or ${MODEL_DIR_ENV} says otherwise)"

@@ -11,7 +11,7 @@ import imageio.v3 as iio
 import pytest
 import torch
 
-from streamt1_cli.app import app
+from streamt1_cli.app import app, main
 from tests.helpers import one_line_error, runner
 
 
@@ -58,7 +58,15 @@ def test_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     (occupied / "keep.txt").write_text("mine")
-    assert "already exists" in one_line_error("new", "x", "--session", str(occupied), "--chunks", "1")
+    msg = one_line_error("new", "x", "--session", str(occupied), "--chunks", "1")
+    assert "is already a folder with other files" in msg and "continue" not in msg
+    assert (occupied / "keep.txt").read_text() == "mine"
+    afile = occupied / "keep.txt"
+    assert "is already a file: choose a new session path" in one_line_error("new", "x", "--session", str(afile))
+    assert f"{afile} is a file, not a folder" in one_line_error("new", "x", "--session", str(afile / "s"))
+    assert "is a file: give the folder" in one_line_error(
+        "new", "x", "--session", s, "--preset", "longlive", "--model-dir", str(afile)
+    )
     assert (occupied / "keep.txt").read_text() == "mine"
     if not torch.cuda.is_available():
         assert "no CUDA GPU" in one_line_error("new", "x", "--session", s, "--device", "cuda")
@@ -114,6 +122,32 @@ def test_scaling_switch_errors(tmp_path: Path):
         "new", "x", "--session", s, "--short-reward", "hpsv3"
     )
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, said",
+    [
+        (["new", "x", "--preset", "huge"], "'huge' is not one of 'tiny', 'longlive'. (see `streamt1 new --help`)"),
+        (["branch", "a", "--at", "abc", "--to", "b"], "Invalid value for '--at'"),
+        (["nosuch"], "No such command 'nosuch'. (see `streamt1 --help`)"),
+        (["new", "x"], "Missing option '--session'"),
+    ],
+)
+def test_mistyped_commands_and_values_are_one_line(monkeypatch, capsys, argv: list[str], said: str):
+    monkeypatch.setattr(sys, "argv", ["streamt1", *argv])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith("error: ") and said in err and err.count("\n") == 1, err
+
+
+def test_help_and_success_exit_zero(monkeypatch, capsys, tmp_path: Path):
+    for argv in (["new", "--help"], ["list", str(tmp_path)]):
+        monkeypatch.setattr(sys, "argv", ["streamt1", *argv])
+        with pytest.raises(SystemExit) as stop:
+            main()
+        assert stop.value.code in (0, None), capsys.readouterr()
+    assert "no sessions under" in capsys.readouterr().err  # an empty folder: a line, not an empty table
 
 
 def test_ctrl_c_during_startup_is_one_line(tmp_path: Path):

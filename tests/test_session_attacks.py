@@ -345,6 +345,23 @@ def test_errors_give_the_right_advice(three: Path, tmp_path: Path):
             subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
+def test_a_branch_moved_or_copied_with_its_parent_takes_it_along(three: Path, tmp_path: Path):
+    runs = tmp_path / "runs"
+    parent = copy_of(three, runs / "fox")
+    cli("branch", str(parent), "--at", "1", "--to", str(runs / "fox-b"), "--chunks", "1")
+    backup = copy_of(runs, tmp_path / "backup")
+    os.rename(runs, tmp_path / "renamed")
+    moved, copied = Session.open(tmp_path / "renamed" / "fox-b"), Session.open(backup / "fox-b")
+    assert moved.parent.path == tmp_path / "renamed" / "fox" and copied.parent.path == backup / "fox"
+    assert_same_run(tmp_path / "renamed" / "fox-b", backup / "fox-b")
+    # Another session where the parent stood beside the branch: the absolute path decides again
+    shutil.rmtree(backup / "fox")
+    cli("new", FOX, "--session", str(backup / "fox"), "--chunks", "1")
+    assert "which is gone (moved or deleted)" in one_line_error("show", str(backup / "fox-b"))
+    os.rename(tmp_path / "renamed", runs)
+    assert Session.open(backup / "fox-b").parent.path == runs / "fox"
+
+
 # --- 9. final.json --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "text, needle",
@@ -472,4 +489,5 @@ def test_stop_signals_write_the_queued_chunk_and_say_how_to_resume(tmp_path: Pat
     assert proc.returncode == 128 + sig, err.decode()[-500:]
     assert head >= 2  # chunk 1 was queued for the disk when the signal came, and was written
     assert said in err and f"holds {head} whole chunks".encode() in err and b"streamt1 continue" in err
+    assert f"streamt1 export {path} OUT.mp4".encode() in err  # the video so far, without resuming
     assert b"Traceback" not in err

@@ -130,8 +130,9 @@ def test_errors_leave_sessions_untouched(full6: Path, tmp_path: Path):
     assert "out of range" in one_line_error("branch", str(full6), "--at", "7", "--to", str(tmp_path / "b"))
     assert "out of range" in one_line_error("branch", str(full6), "--at", "0", "--to", str(tmp_path / "b"))
     assert "out of range" in one_line_error("export", str(full6), str(tmp_path / "x.mp4"), "--upto", "9")
-    assert "already exists" in one_line_error("branch", str(full6), "--at", "2", "--to", str(full6))
-    assert "already exists" in one_line_error("new", "x", "--session", str(full6))
+    assert "is already a session" in one_line_error("branch", str(full6), "--at", "2", "--to", str(full6))
+    msg = one_line_error("new", "x", "--session", str(full6))
+    assert "is already a session" in msg and f"streamt1 continue {full6}" in msg
     assert ".mp4" in one_line_error("export", str(full6), str(tmp_path / "x.gif"))
     with Session.open(full6).lock():
         assert "in use by another streamt1 process" in one_line_error("continue", str(full6), "--chunks", "1")
@@ -223,7 +224,7 @@ def test_killed_runs_reopen_at_a_whole_chunk_and_finish_identically(full6: Path,
         _, err = proc.communicate(timeout=60)
         if sig != signal.SIGKILL:
             assert proc.returncode == 128 + sig, err.decode()[-500:]
-            assert b"streamt1 continue" in err and b"whole chunks" in err
+            assert b"streamt1 continue" in err and b"whole chunk" in err
         session = Session.open(path)
         head = session.head
         heads.append(head)

@@ -116,6 +116,8 @@ def test_to_toml_keeps_every_old_key_and_value_and_round_trips():
         assert line in written.splitlines()
     assert "model_dir" not in written  # only written when set
     assert SessionSpec.from_toml(written, PATH) == old
+    beside = replace(spec, parent=replace(spec.parent, relative="../p"))  # a branch made since `relative`
+    assert SessionSpec.from_toml(beside.to_toml(), PATH) == beside
 
 
 def test_plain_forms_are_the_old_dicts():
@@ -129,7 +131,7 @@ def test_plain_forms_are_the_old_dicts():
     )
     assert prompts_from_plain(plain["prompts"]) == spec.prompts
     assert plain["rewards"] == ["proxy", "proxy"] and plain["positions"] == "absolute"
-    assert plain["parent"] == {"path": "/sessions/p", "at": 1, "id": "0123456789abcdef0123456789abcdef"}
+    assert plain["parent"] == {"path": "/sessions/p", "at": 1, "id": "0123456789abcdef0123456789abcdef", "relative": ""}
     assert plain["compute"] == {"device": "cpu", "dtype": "float32"}
     assert plain["scaling"]["horizon_frames"] == 9 and plain["stream"]["timesteps"] == [1000.0, 750.0, 500.0, 250.0]
 

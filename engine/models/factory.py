@@ -97,6 +97,8 @@ def resolve_model_dir(model_dir: Path | None) -> Path:
             f"the longlive preset needs downloaded weights: pass --model-dir DIR or set {MODEL_DIR_ENV} "
             "(fetch them with `streamt1 download --model-dir DIR`), or use --preset tiny"
         )
+    if model_dir.exists() and not model_dir.is_dir():
+        raise WeightsError(f"model dir {model_dir} is a file: give the folder `streamt1 download --model-dir` wrote")
     if not model_dir.is_dir():
         raise WeightsError(f"model dir {model_dir} does not exist: run `streamt1 download --model-dir {model_dir}`")
     return model_dir

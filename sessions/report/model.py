@@ -87,7 +87,7 @@ def load_session(session: Session) -> SessionView:
 def ancestors(session: Session) -> tuple[Branch, ...]:
     chain = []
     while session.spec.parent is not None:
-        chain.append(Branch(session.spec.parent.path, session.spec.parent.at))
+        chain.append(Branch(str(session.parent.path), session.spec.parent.at))
         session = session.parent
     return tuple(chain)
 
