@@ -58,8 +58,9 @@ for step in $STEPS; do
     flash4-cap)  # Stream-T1 with the sink at its cap, SDPA vs FlashAttention-4 side by side, then profiled
       python3 bench/stream_bench.py --modes scaled,scaled-flash4 --full-sink --chunks 6 --warmup 10 --progress --profile 2 --json "$OUT/flash4_cap.json" 2>&1 | clean > "$OUT/flash4_cap.txt"
       grep -v "^  chunk" "$OUT/flash4_cap.txt" | grep -A12 "^ *recache\|^--- profile" ;;
-    flash4)   # Stream-T1 with the sink at its cap, then plain LongLive, SDPA vs FlashAttention-4 side by side (~7 min)
-      python3 bench/stream_bench.py --modes scaled,scaled-flash4,plain,plain-flash4 --full-sink --chunks 4 --warmup 10 --progress --json "$OUT/flash4.json" 2>&1 | clean > "$OUT/flash4.txt"
+    flash4)   # Stream-T1 with the sink at its cap, then plain LongLive, SDPA vs FlashAttention-4 side by side (~7 min;
+              # FLASH4_MODES=scaled,scaled-flash4 for the cap alone)
+      python3 bench/stream_bench.py --modes ${FLASH4_MODES:-scaled,scaled-flash4,plain,plain-flash4} --full-sink --chunks 4 --warmup 10 --progress --json "$OUT/flash4.json" 2>&1 | clean > "$OUT/flash4.txt"
       grep -v "^  chunk" "$OUT/flash4.txt" | tail -12 ;;
     decode)   # the VAE alone: cuDNN 3D convs vs 2D convs per time tap
       python3 bench/decode_bench.py --json "$OUT/decode.json" 2>&1 | clean | tee "$OUT/decode.txt" ;;
