@@ -94,9 +94,13 @@ class Session:
         """Build the session in a hidden sibling folder and rename it into place: a crash leaves
         either no session or a complete empty one."""
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            extend = f", or extend it with `streamt1 continue {path}`" if _looks_like_session(path) else ""
-            what = "a session" if extend else "a folder with other files" if path.is_dir() else "a file"
-            raise SessionError(f"{path} is already {what}: choose a new session path{extend}")
+            if _looks_like_session(path):
+                raise SessionError(
+                    f"{path} is already a session: choose a new session path, or extend it with "
+                    f"`streamt1 continue {path}`"
+                )
+            what = "a folder with other files" if path.is_dir() else "a file"
+            raise SessionError(f"{path} is already {what}: choose a new session path")
         if blocker := next((p for p in path.parents if p.exists() and not p.is_dir()), None):
             raise SessionError(f"{blocker} is a file, not a folder: choose a session path outside it")
         if path.is_mount():
@@ -180,19 +184,24 @@ class Session:
         return self._parent
 
     def _open_parent(self, children: frozenset[Path]) -> Session:
-        """The parent beside this branch as it was made, if that is the same session (moved or
-        copied together with the branch), else the one at its absolute path."""
+        self._parent = self._parent_beside(children) or self._parent_at_its_path(children)
+        return self._parent
+
+    def _parent_beside(self, children: frozenset[Path]) -> Session | None:
+        """The parent where it stood beside this branch, if the same session is there: folders of
+        sessions moved or copied together keep (or take along) their parent."""
         ref = self.spec.parent
-        if ref.relative:
-            beside = (self.path / ref.relative).resolve()
-            if _looks_like_session(beside) and beside.resolve() not in children:
-                try:
-                    parent = Session.open(beside, children)
-                except SessionError:
-                    parent = None
-                if parent is not None and _is_parent(parent, ref):
-                    self._parent = parent
-                    return parent
+        beside = (self.path / ref.relative).resolve() if ref.relative else None
+        if beside is None or beside in children or not _looks_like_session(beside):
+            return None
+        try:
+            parent = Session.open(beside, children)
+        except SessionError:
+            return None  # the absolute path may still hold it
+        return parent if _is_parent(parent, ref) else None
+
+    def _parent_at_its_path(self, children: frozenset[Path]) -> Session:
+        ref = self.spec.parent
         parent_path = Path(ref.path)
         if not parent_path.exists():
             raise SessionError(
@@ -208,7 +217,6 @@ class Session:
                 f"parent session {parent.path} is not the one this branch was made from (it was "
                 "replaced or rewritten): put the original back there, or start a new session"
             )
-        self._parent = parent
         return parent
 
     def _check_range(self, k: int) -> None:
