@@ -25,6 +25,7 @@ from engine.config import StreamConfig  # noqa: E402
 from engine.parallel import split_world, start_world, stop_world  # noqa: E402
 from engine.scaling.config import ScalingConfig  # noqa: E402
 from sessions.batch import BatchItem, run_batch  # noqa: E402
+from sessions.run import SessionRun  # noqa: E402
 from sessions.runner import open_loop, spec_for  # noqa: E402
 
 
@@ -55,17 +56,15 @@ def main() -> None:
             spec_for(models.preset.name, item.seed, config, scaling, names, item.schedule), snapshot_every=1000
         )
 
-    def open_loop_for(session):
+    def open_run(session):
         loop = open_loop(session.spec, models, scorers, group)
         for prompt in session.spec.schedule.values():
             loop.prompts.add_states(prompt, text_states(models.preset))
-        return loop
+        return SessionRun(session, loop)
 
     world.barrier()
     start = time.perf_counter()
-    run_batch(
-        items, root, group, index, groups, world.rank, spec_of, open_loop_for, lambda line: print(line, flush=True)
-    )
+    run_batch(items, root, group, index, groups, world.rank, spec_of, open_run, lambda line: print(line, flush=True))
     world.barrier()
     wall = time.perf_counter() - start
     stop_world()

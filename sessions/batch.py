@@ -16,11 +16,10 @@ from engine.config import StreamConfig
 from engine.errors import StreamT1Error
 from engine.parallel import Ranks
 from engine.records import ChunkRecord
-from engine.stream import ChunkLoop
 from sessions.group import follow, join
 from sessions.growing_video import VIDEO_FILE
 from sessions.lineage import final_beam
-from sessions.run import run
+from sessions.run import SessionRun
 from sessions.store import Session, SessionError, SessionSpec
 
 KEYS = {"prompt", "seconds", "chunks", "seed", "schedule"}
@@ -166,7 +165,7 @@ def run_batch(
     groups: int,
     world_rank: int,
     spec_of: Callable[[BatchItem], SessionSpec],
-    open_loop_for: Callable[[Session], ChunkLoop],
+    open_run: Callable[[Session], SessionRun],
     say: Callable[[str], None],
 ) -> None:
     """Run this group's items one after another: make the sessions that do not exist, continue
@@ -182,11 +181,11 @@ def run_batch(
             continue
         made = before.state == "not started"
         session = join(group, path, _maker(path, spec_of(item) if made else None))
-        loop = open_loop_for(session)
+        loaded = open_run(session)
         todo = max(0, item.chunks - session.head)
         if group.leader:
             with session.lock():
-                run(session, loop, todo, on_record=lambda record: None, on_note=say)
+                loaded.run(todo, on_record=lambda record: None, on_note=say)
             say(f"rank {world_rank}: {'made' if made else 'continued'} {item.name}")
         else:
-            follow(session, loop, todo, None)
+            follow(session, loaded.loop, todo, None)

@@ -23,7 +23,7 @@ from sessions.records import ChunkLog
 from sessions.report.write import ReportWriter
 from sessions.runner import Resumed, SnapshotPolicy, compute_of, final_pick, generate, open_loop, resume
 from sessions.snapshots import SnapshotWrite, remove_unfinished
-from sessions.store import Session
+from sessions.store import Session, SessionError, with_compute
 from sessions.video import VideoError, check_video_writer
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from engine.parallel import Ranks
     from engine.rewards.base import ClipScorer, FrameScorer
     from engine.stream import ChunkLoop
+    from sessions.spec import Compute
 
 LOG_FILE = "chunks.jsonl"
 
@@ -111,15 +112,25 @@ class SessionRun:
         loop = self.loop
         return ("none", "none") if loop.long_scorer is None else (loop.short_scorer.name, loop.long_scorer.name)
 
+    @property
+    def compute(self) -> Compute:
+        """How this run computes its chunks (recorded with each)."""
+        return compute_of(self.loop.models.device, self.loop.models.dtype, self.cuda)
+
     def compute_note(self) -> str | None:
-        """A note when the session's committed chunks were computed on another device or dtype."""
-        session, models = self.session, self.loop.models
-        here, made = compute_of(models.device, models.dtype, self.cuda), session.spec.compute
-        if not session.head or made in (None, here):
+        """A note when the session's last chunk was computed on another device or dtype."""
+        session, here = self.session, self.compute
+        if not session.head:
+            return None
+        try:
+            made = session.computed_on(session.head - 1)
+        except SessionError:  # the run reads every chunk next and names the first damaged one
+            return None
+        if made in (None, here):
             return None
         return (
-            f"note: {session.path} was made on {made}; continuing on {here}, so the new chunks are not bitwise "
-            "those of an unbroken run there"
+            f"note: chunk {session.head - 1} of {session.path} was computed on {made}; continuing on {here}, "
+            "so the new chunks are not bitwise those of an unbroken run there"
         )
 
     def run(
@@ -135,12 +146,24 @@ class SessionRun:
         """`run` below under the caller's session lock, after the compute note (if any) to `on_note`."""
         if note := self.compute_note():
             on_note(note)
-        return run(self.session, self.loop, num_chunks, on_record, new_prompt, resuming, on_note, on_resumed, report)
+        return run(
+            self.session,
+            self.loop,
+            self.compute,
+            num_chunks,
+            on_record,
+            new_prompt,
+            resuming,
+            on_note,
+            on_resumed,
+            report,
+        )
 
 
 def run(
     session: Session,
     loop: ChunkLoop,
+    compute: Compute,
     num_chunks: int,
     on_record: Callable[[ChunkRecord], None],
     new_prompt: str | None = None,
@@ -149,7 +172,7 @@ def run(
     on_resumed: Callable[[], None] = lambda: None,
     report: bool = True,
 ) -> RunSummary:
-    """Run under the caller's session lock. `new_prompt` takes over from the first new chunk (a
+    """Run under the caller's session lock, recording `compute` with each chunk. `new_prompt` takes over from the first new chunk (a
     switch belongs to the session once that chunk is committed); `resuming()` is a context shown
     while the loop catches up (a spinner); `on_note` gets one line per damaged snapshot skipped;
     `on_resumed()` runs once the loop is at the head, before the first new chunk."""
@@ -177,14 +200,16 @@ def run(
     def after_commit(record: ChunkRecord) -> None:
         if reprompted and record.chunk == start:
             session.write_spec()  # the human-readable copy of the schedule its first chunk committed
-        log.write(record.to_json())
+        log.write(with_compute(record.to_json(), compute))
         if writer is not None:
             writer.after_commit(record.chunk + 1)
 
     policy = SnapshotPolicy(session.spec.snapshot_every, session.spec.snapshots_kept)
     try:
         with log:
-            snapshots, failed = generate(loop, session, num_chunks, on_record, after_commit, policy, video, settled)
+            snapshots, failed = generate(
+                loop, session, compute, num_chunks, on_record, after_commit, policy, video, settled
+            )
     except BaseException:
         video.close()  # the live file keeps every settled chunk
         raise

@@ -178,6 +178,7 @@ class _Snapshotter:
 def generate(
     loop: ChunkLoop,
     session: Session,
+    compute: Compute,
     num_chunks: int,
     on_record: Callable[[ChunkRecord], None],
     after_commit: Callable[[ChunkRecord], None] | None = None,
@@ -186,7 +187,7 @@ def generate(
     settled: SettledChunks | None = None,
 ) -> tuple[list[SnapshotWrite], list[str]]:
     """Generate `num_chunks` chunks; a background thread commits each (whole or not at all, in
-    order) while the next one generates, then runs `after_commit(record)` and grows the live video.
+    order, recording `compute` with it) while the next one generates, then runs `after_commit(record)` and grows the live video.
     Every `snapshots.every` chunks, and when leaving (even by Ctrl-C), the state goes to a snapshot.
     `record.seconds["commit_wait"]` is how long generation waited on the disk. Returns the
     snapshots written and one line for each that could not be."""
@@ -205,7 +206,7 @@ def generate(
                 if len(queued) > 1:  # never run more than one chunk ahead of the disk
                     queued.pop(0).result()
                 output.record.seconds["commit_wait"] = time.perf_counter() - started
-                queued.append(writer.submit(_commit, session, output, after_commit, video, settled))
+                queued.append(writer.submit(_commit, session, compute, output, after_commit, video, settled))
                 committed = (after, output)
                 if snapshotter is not None and after.chunk % snapshots.every == 0:
                     snapshotter.submit(after, output.frames.wait)
@@ -224,6 +225,7 @@ def generate(
 
 def _commit(
     session: Session,
+    compute: Compute,
     output: ChunkOutput,
     after_commit: Callable[[ChunkRecord], None] | None,
     video: GrowingVideo | None,
@@ -235,7 +237,7 @@ def _commit(
         frames = output.frames.uint8()
         if video is not None and settled is not None:
             video.append(settled.add(record), {record.chunk: frames})
-        session.commit(record.to_json(), output.latents, output.noise, frames)
+        session.commit(record.to_json(), output.latents, output.noise, frames, compute)
         if after_commit is not None:
             after_commit(record)
     except OSError as exc:  # disk full, permissions, a vanished folder: the run stops at a whole chunk

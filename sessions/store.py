@@ -23,7 +23,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from sessions.files import LEFTOVERS, atomic_write, reason, tree_bytes
 from sessions.spec import (  # noqa: F401 (FORMAT, FORMAT_VERSION: re-exported)
     FORMAT,
     FORMAT_VERSION,
+    Compute,
     ParentRef,
     PromptSwitch,
     SessionSpec,
@@ -246,7 +247,8 @@ class Session:
         written at commit. Zarr reads a missing chunk file back as zeros, so a deleted or truncated
         file would pass unnoticed; the digests cover the chunk's identity, so a chunk folder moved or
         copied from another index or session is caught too. `stores` keeps opened stores for a
-        caller reading many chunks (opening a store costs more than reading a record)."""
+        caller reading many chunks (opening a store costs more than reading a record). A record
+        committed before records said how their chunk was computed gets its session's compute."""
         owner = self._owner(k)
         try:
             stores = {} if stores is None else stores
@@ -265,6 +267,8 @@ class Session:
             if _digest(f"{identity}/{name}", data) != digests.get(name):
                 raise owner._damaged(k, f"{name} does not match its digest")
         record, prompts = (json.loads(t) for t in texts)
+        if "compute" not in record:  # committed before records said it: its session's spec does
+            record["compute"] = None if owner.spec.compute is None else asdict(owner.spec.compute)
         try:
             return record, prompts_from_plain(prompts), arrays
         except SpecProblem:
@@ -280,6 +284,10 @@ class Session:
         for k in range(start, self.head if stop is None else stop):
             yield self._stored(k, with_arrays=False, stores=stores)[0]
 
+    def computed_on(self, k: int) -> Compute | None:
+        """How chunk k was computed (None: a session from before sessions recorded it)."""
+        return compute_in(self.record(k))
+
     def chunk(self, k: int) -> StoredChunk:
         """Chunk k with its arrays."""
         record, _, arrays = self._stored(k, with_arrays=True)
@@ -290,9 +298,9 @@ class Session:
             yield self.chunk(k)
 
     # --- writing ---------------------------------------------------------------------------------
-    def commit(self, record: dict[str, Any], latents: Tensor, noise: Tensor, frames: Tensor) -> None:
+    def commit(self, record: dict[str, Any], latents: Tensor, noise: Tensor, frames: Tensor, compute: Compute) -> None:
         """Write chunk `record["chunk"]` (which must be the head) with the prompt schedule it was made
-        under (`spec.prompts`), then move HEAD past it."""
+        under (`spec.prompts`) and how it was computed, then move HEAD past it."""
         k = record["chunk"]
         if k != self.head:
             raise SessionError(f"commit of chunk {k} at head {self.head}")
@@ -305,7 +313,7 @@ class Session:
             array = g.create_array(name, shape=data.shape, dtype=data.dtype, chunks=data.shape, overwrite=True)
             array[...] = data
             digests[name] = _digest(f"{identity}/{name}", data)
-        texts = (json.dumps(record), json.dumps(prompts_to_plain(self.spec.prompts)))
+        texts = (json.dumps(with_compute(record, compute)), json.dumps(prompts_to_plain(self.spec.prompts)))
         digests["meta"] = _digest(f"{identity}/meta", *(t.encode() for t in texts))
         g.attrs.update({"record": texts[0], "prompts": texts[1], "digests": digests})
         atomic_write(self.path / HEAD_FILE, f"{k + 1}\n")
@@ -349,6 +357,17 @@ class Session:
     def disk_bytes(self) -> int:
         """Bytes of the files under the session folder, counted while other processes may write."""
         return tree_bytes(self.path)
+
+
+def with_compute(record: dict[str, Any], compute: Compute) -> dict[str, Any]:
+    """A chunk's record as committed: the loop's record and how the chunk was computed."""
+    return record | {"compute": asdict(compute)}
+
+
+def compute_in(record: dict[str, Any]) -> Compute | None:
+    """How the chunk of a committed `record` was computed."""
+    raw = record["compute"]
+    return None if raw is None else Compute(**raw)
 
 
 def _is_parent(session: Session, ref: ParentRef) -> bool:

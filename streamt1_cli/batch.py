@@ -85,7 +85,7 @@ def batch(
         runner = _BatchRunner(
             preset.value, model_dir, dev, dt, no_scaling, group, CudaOptions(compile_blocks, fp8, attention)
         )
-        run_batch(items, root, group, index, groups, world.rank, runner.spec_of, runner.open_loop, _say)
+        run_batch(items, root, group, index, groups, world.rank, runner.spec_of, runner.open_run, _say)
         world.barrier()
     except StreamT1Error as err:
         fail(f"rank {world.rank}: {err}")
@@ -126,10 +126,11 @@ class _BatchRunner:
         model_dir = None if self.model_dir is None else str(self.model_dir.resolve())
         return replace(spec, compute=compute_of(self.device, self.dtype, self.cuda), model_dir=model_dir)
 
-    def open_loop(self, session):
+    def open_run(self, session):
+        from sessions.run import SessionRun
         from sessions.runner import open_loop
 
-        return open_loop(session.spec, self.models, self.scorers, self.group)
+        return SessionRun(session, open_loop(session.spec, self.models, self.scorers, self.group), self.cuda)
 
 
 def _summary(rows) -> None:

@@ -24,7 +24,7 @@ from sessions.report import ReportWriter, report_due, write_report
 from sessions.report.html import DATA_ID
 from sessions.report.thumbs import MAX_SHEET_CHUNKS
 from sessions.report.write import atomic_write_text
-from sessions.spec import PromptSwitch, RewardNames, SessionSpec
+from sessions.spec import Compute, PromptSwitch, RewardNames, SessionSpec
 from sessions.store import STORE_DIR, Session
 from streamt1_cli.app import app
 from streamt1_cli.view import sparkline
@@ -76,6 +76,7 @@ def test_stream_t1_report_holds_candidates_survivors_path_and_thumbnails(session
         survivors = sorted(c["index"] for c in chunk["candidates"] if c["kept"])
         assert survivors == sorted(b["candidate"] for b in record["beams"])
     assert data["final_path"] == lineage(session, final_beam(session), session.head)
+    assert data["computes"] == [{"first": 0, "last": 2, "compute": "cpu/float32"}]
     assert [t["chunk"] for t in data["contact_sheet"]] == [0, 1, 2]
     assert data["contact_sheet"][1]["href"] == f"video.mp4#t={(9 + 6) / 16:.3f}"  # chunk 1's middle frame
     assert html.count('<img alt="chunk ') == 3
@@ -183,7 +184,9 @@ def synthetic_session(path: Path, chunks: int) -> Session:
             "prompt": "synthetic",
         }
         frames = torch.randint(0, 256, (2, 3, 9 if k == 0 else 12, 4, 4), dtype=torch.uint8)
-        session.commit(record, torch.zeros(2, 1, 1, 1, 1), torch.zeros(2, 1, 1, 1, 1), frames)
+        session.commit(
+            record, torch.zeros(2, 1, 1, 1, 1), torch.zeros(2, 1, 1, 1, 1), frames, Compute("cpu", "float32")
+        )
     return session
 
 

@@ -14,6 +14,8 @@ import torch
 
 from engine.config import CudaOptions
 from sessions.records import read_chunk_log
+from sessions.report.write import REPORT_FILE
+from sessions.run import LOG_FILE
 from sessions.spec import Compute
 from sessions.store import HEAD_FILE, SPEC_FILE, STORE_DIR, Session
 from tests.helpers import cli, copy_of, one_line_error, tree_digest
@@ -150,7 +152,25 @@ def test_options_that_would_do_nothing_and_notes(tmp_path: Path):
         "new", "--script", str(script), "--chunks", "1", "--session", str(session)
     )
     assert Session.open(session).spec.compute == Compute("cpu", "float32")
-    assert "not bitwise" in cli("continue", str(session), "--chunks", "1", "--dtype", "bfloat16")
+    assert "chunk 0 of" in (note := cli("continue", str(session), "--chunks", "1", "--dtype", "bfloat16"))
+    assert "computed on cpu/float32; continuing on cpu/bfloat16" in note and "not bitwise" in note
+    # each chunk records how it was computed, so going back to float32 after bfloat16 chunks is noted too
+    assert "chunk 1 of" in (note := cli("continue", str(session), "--chunks", "1"))
+    assert "computed on cpu/bfloat16; continuing on cpu/float32" in note
+    assert "not bitwise" not in cli("continue", str(session), "--chunks", "1")
+    opened = Session.open(session)
+    assert [str(opened.computed_on(k)) for k in range(4)] == [
+        "cpu/float32",
+        "cpu/bfloat16",
+        "cpu/float32",
+        "cpu/float32",
+    ]
+    assert opened.spec.compute == Compute("cpu", "float32")  # what it was made on
+    assert read_chunk_log(session / LOG_FILE) == list(opened.records())
+    report = (session / REPORT_FILE).read_text()
+    assert "cpu/float32 (chunks 0..0), cpu/bfloat16 (chunks 1..1), cpu/float32 (chunks 2..3)" in report
+    branch = tmp_path / "b"
+    assert "chunk 1 of" in cli("branch", str(session), "--at", "2", "--to", str(branch), "--chunks", "1")
 
 
 def test_a_session_in_use_is_never_removed_and_parent_loops_are_errors(three: Path, tmp_path: Path):

@@ -29,6 +29,7 @@ def session_data(
         "final_path": list(view.final_path),
         "final_candidates": view.final_candidates(),
         "chunks": [asdict(ch) for ch in view.chunks],
+        "computes": [asdict(c) for c in view.computes],
         "evictions": [asdict(e) for e in view.evictions],
         "contact_sheet": [
             {

@@ -84,8 +84,13 @@ def spec_rows(view: SessionView, video_href: str, video_exists: bool) -> list[tu
     if sc is not None:
         rows.append(("knobs", escape(", ".join(f"{k} {v}" for k, v in asdict(sc).items()))))
     rows.append(("stream", escape(", ".join(f"{k} {v}" for k, v in asdict(spec.stream).items()))))
-    if spec.compute:
-        rows.append(("computed on", escape(f"{spec.compute.device} / {spec.compute.dtype}")))
+    if len(view.computes) == 1:
+        rows.append(("computed on", escape(view.computes[0].compute)))
+    elif view.computes:  # continued on another device or dtype: those chunks are not bitwise an unbroken run
+        spans = (f"{c.compute} (chunks {c.first}..{c.last})" for c in view.computes)
+        rows.append(("computed on", "<span class=warn>" + escape(", ".join(spans)) + "</span>"))
+    elif spec.compute:
+        rows.append(("computed on", escape(str(spec.compute))))
     rows.append(("prompts", "<br>".join(f"from chunk {p.from_chunk}: {escape(p.prompt)}" for p in spec.prompts)))
     if view.ancestors:
         chain = " &larr; ".join(f"{escape(a.path)} (chunks 0..{a.at - 1})" for a in view.ancestors)

@@ -12,7 +12,7 @@ from engine.models.presets import PRESETS
 from engine.records import ChunkRecord
 from sessions.lineage import final_beam
 from sessions.spec import SessionSpec
-from sessions.store import Session
+from sessions.store import Session, compute_in
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,16 @@ class Branch:
 
     path: str
     at: int
+
+
+@dataclass(frozen=True)
+class ComputeSpan:
+    """Chunks `first`..`last`, computed alike: "cpu/float32", "cuda/bfloat16+fp8", or "unrecorded"
+    (a session from before sessions recorded it). Chunks computed otherwise are not bitwise alike."""
+
+    first: int
+    last: int
+    compute: str
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,7 @@ class SessionView:
     spec: SessionSpec
     ancestors: tuple[Branch, ...]  # the parent first, then its parent, ...
     chunks: tuple[ChunkRecord, ...]
+    computes: tuple[ComputeSpan, ...]
     final_beam: int  # surviving beam at the head that export and video.mp4 use
     final_path: tuple[int, ...]  # the final pick's beam index at every chunk
     evictions: tuple[Eviction, ...]
@@ -71,13 +82,15 @@ class SessionView:
 
 def load_session(session: Session) -> SessionView:
     """Read a session as it is committed now."""
-    chunks = tuple(ChunkRecord.from_json(r) for r in session.records(0, session.head))
+    records = tuple(session.records(0, session.head))
+    chunks = tuple(ChunkRecord.from_json(r) for r in records)
     final = final_beam(session) if chunks else 0
     return SessionView(
         path=session.path,
         spec=session.spec,
         ancestors=ancestors(session),
         chunks=chunks,
+        computes=compute_spans([str(compute_in(r) or "unrecorded") for r in records]),
         final_beam=final,
         final_path=lineage(chunks, final),
         evictions=evictions(chunks, session.spec.stream.chunk_frames),
@@ -90,6 +103,17 @@ def ancestors(session: Session) -> tuple[Branch, ...]:
         chain.append(Branch(str(session.parent.path), session.spec.parent.at))
         session = session.parent
     return tuple(chain)
+
+
+def compute_spans(computes: list[str]) -> tuple[ComputeSpan, ...]:
+    """Runs of consecutive chunks computed alike."""
+    spans: list[ComputeSpan] = []
+    for k, compute in enumerate(computes):
+        if spans and spans[-1].compute == compute:
+            spans[-1] = ComputeSpan(spans[-1].first, k, compute)
+        else:
+            spans.append(ComputeSpan(k, k, compute))
+    return tuple(spans)
 
 
 def lineage(chunks: tuple[ChunkRecord, ...], beam: int) -> tuple[int, ...]:
