@@ -327,13 +327,13 @@ def new(
             raise StreamT1Error(
                 f"--snapshot-every and --keep-snapshots must be >= 1 (got {snapshot_every}, {keep_snapshots})"
             )
-        model_dir = absolute(model_dir)
         spec = replace(
             spec_for(preset.value, seed, config, scaling, None if no_scaling else rewards, schedule, positions),
             snapshot_every=snapshot_every,
             snapshots_kept=keep_snapshots,
-            model_dir=None if model_dir is None else str(model_dir),
         )
+        model_dir = absolute(model_dir) if needs_weights(spec) else unused_model_dir(ctx, spec)
+        spec = replace(spec, model_dir=None if model_dir is None else str(model_dir))
         load_check(spec, model_dir)
     except StreamT1Error as err:
         fail(str(err))
@@ -360,6 +360,17 @@ def load_check(spec: SessionSpec, model_dir: Path | None) -> None:
         resolve_model_dir(model_dir)
     if spec.rewards is not None:
         check_rewards(spec.rewards.short, spec.rewards.long, model_dir)
+
+
+def unused_model_dir(ctx: typer.Context, spec: SessionSpec) -> None:
+    """A session that reads no weights remembers no weights folder; one named on the command line
+    (not through $STREAMT1_MODEL_DIR, which is meant for every session) gets a note."""
+    if ctx.get_parameter_source("model_dir").name == "COMMANDLINE":
+        scorers = "no scorers" if spec.rewards is None else "the proxy scorers"
+        console.print(
+            escape(f"note: --model-dir is not used: the {spec.preset} preset with {scorers} reads no weights"),
+            highlight=False,
+        )
 
 
 def absolute(model_dir: Path | None) -> Path | None:

@@ -12,13 +12,13 @@ import imageio.v3 as iio
 import pytest
 import torch
 
-from engine.config import CudaOptions
+from engine.config import MODEL_DIR_ENV, CudaOptions
 from sessions.records import read_chunk_log
 from sessions.report.write import REPORT_FILE
 from sessions.run import LOG_FILE
 from sessions.spec import Compute
 from sessions.store import HEAD_FILE, SPEC_FILE, STORE_DIR, Session
-from tests.helpers import cli, copy_of, one_line_error, tree_digest
+from tests.helpers import FOX, cli, copy_of, one_line_error, tree_digest
 
 
 def data_file(session: Path, chunk: int, array: str) -> Path:
@@ -171,6 +171,18 @@ def test_options_that_would_do_nothing_and_notes(tmp_path: Path):
     assert "cpu/float32 (chunks 0..0), cpu/bfloat16 (chunks 1..1), cpu/float32 (chunks 2..3)" in report
     branch = tmp_path / "b"
     assert "chunk 1 of" in cli("branch", str(session), "--at", "2", "--to", str(branch), "--chunks", "1")
+
+
+def test_a_weights_folder_the_session_does_not_read_is_noted_and_not_remembered(tmp_path: Path, monkeypatch):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    named = cli("new", FOX, "--chunks", "1", "--session", str(tmp_path / "a"), "--model-dir", str(weights))
+    named = " ".join(named.split())  # the console wraps long lines
+    assert "note: --model-dir is not used: the tiny preset with the proxy scorers reads no weights" in named
+    assert Session.open(tmp_path / "a").spec.model_dir is None
+    monkeypatch.setenv(MODEL_DIR_ENV, str(weights))  # meant for every session: no note for one that needs none
+    from_env = cli("new", FOX, "--chunks", "1", "--no-scaling", "--session", str(tmp_path / "b"))
+    assert "--model-dir" not in from_env and Session.open(tmp_path / "b").spec.model_dir is None
 
 
 def test_a_session_in_use_is_never_removed_and_parent_loops_are_errors(three: Path, tmp_path: Path):
