@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from bench.common import bench_models, device_name, reward_models, text_states  # noqa: E402
-from engine.config import StreamConfig  # noqa: E402
+from engine.config import CudaOptions, StreamConfig  # noqa: E402
 from engine.parallel import split_world, start_world, stop_world  # noqa: E402
 from engine.scaling.config import ScalingConfig  # noqa: E402
 from sessions.batch import BatchItem, run_batch  # noqa: E402
@@ -60,7 +60,7 @@ def main() -> None:
         loop = open_loop(session.spec, models, scorers, group)
         for prompt in session.spec.schedule.values():
             loop.prompts.add_states(prompt, text_states(models.preset))
-        return SessionRun(session, loop)
+        return SessionRun(session, loop, CudaOptions(compile_blocks=False))
 
     world.barrier()
     start = time.perf_counter()

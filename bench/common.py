@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from engine.config import StreamConfig
+from engine.config import CudaOptions, StreamConfig
 from engine.cuda_setup import compile_reward_layers
 from engine.models.factory import Models, random_models, tune_for_cuda
 from engine.models.presets import LONGLIVE, TINY, Preset
@@ -82,7 +82,16 @@ class Timed:
     wall: float
 
 
-def timed_run(session: Session, loop: ChunkLoop, chunks: int, report: bool = True, progress: bool = False) -> Timed:
+def timed_run(
+    session: Session,
+    loop: ChunkLoop,
+    chunks: int,
+    report: bool = True,
+    progress: bool = False,
+    cuda: CudaOptions = CudaOptions(),
+) -> Timed:
+    """`chunks` chunks through `SessionRun.run`; `cuda`: what the models were tuned with (the
+    session records it)."""
     records, arrivals = [], []
 
     def on_record(record: ChunkRecord) -> None:
@@ -97,7 +106,7 @@ def timed_run(session: Session, loop: ChunkLoop, chunks: int, report: bool = Tru
             )
 
     start = time.perf_counter()
-    summary = SessionRun(session, loop).run(chunks, on_record, report=report)
+    summary = SessionRun(session, loop, cuda).run(chunks, on_record, report=report)
     if progress:
         print(
             f"  run finished {time.perf_counter() - arrivals[-1]:.1f} s after the last chunk (final pick, video, report)",

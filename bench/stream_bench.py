@@ -34,7 +34,7 @@ from bench.common import (
     sync,
     timed_run,
 )
-from engine.config import AttentionKernel
+from engine.config import AttentionKernel, CudaOptions
 from engine.cuda_setup import compile_reward_layers
 from engine.errors import StreamT1Error
 from engine.models.attention import check_attention
@@ -249,7 +249,12 @@ def main() -> None:
         session = new_session(args.dir / mode, models, scaling, args.rewards)
         loop = loop_for(session, models, None if scaling is None else scorers)
         timed = timed_run(
-            session, loop, args.warmup + args.chunks, report=options != ["noreport"], progress=args.progress
+            session,
+            loop,
+            args.warmup + args.chunks,
+            report=options != ["noreport"],
+            progress=args.progress,
+            cuda=CudaOptions(compile_blocks=not args.no_compile, fp8=fp8, attention=kernel),
         )
         rate, chunk_ms = fps(timed, args.warmup)
         steady_rate, steady_ms, slow = steady_fps(timed, args.warmup)

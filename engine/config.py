@@ -103,7 +103,7 @@ class CudaOptions:
     `compile_blocks`: torch.compile the transformer blocks and the reward models' layers (faster,
     slow first chunks); `fp8`: FP8 matmuls in the transformer blocks and reward models (engine.fp8);
     `attention`: the transformer's attention kernels. FP8 and any attention but sdpa give other
-    numbers, so the session's compute records them."""
+    numbers, so each chunk's record of its compute says them."""
 
     compile_blocks: bool = True
     fp8: bool = False

@@ -77,10 +77,11 @@ def load_networks(
 
 class SessionRun:
     """A session ready to generate: its loop (models and scorers) opened at the session's spec.
-    `load` builds everything from the spec, as `streamt1 new`/`continue`/`branch` do; benchmarks
-    pass a loop of their own. `run` may be called once per loop."""
+    `load` builds everything from the spec, as `streamt1 new`/`continue`/`branch` do; `batch` and
+    the benchmarks pass a loop of their own, and the CUDA options its networks run with (recorded
+    with each chunk). `run` may be called once per loop."""
 
-    def __init__(self, session: Session, loop: ChunkLoop, cuda: CudaOptions = CudaOptions()) -> None:
+    def __init__(self, session: Session, loop: ChunkLoop, cuda: CudaOptions) -> None:
         self.session, self.loop, self.cuda = session, loop, cuda
 
     @classmethod
@@ -143,10 +144,10 @@ class SessionRun:
         on_resumed: Callable[[], None] = lambda: None,
         report: bool = True,
     ) -> RunSummary:
-        """`run` below under the caller's session lock, after the compute note (if any) to `on_note`."""
+        """`_run` below under the caller's session lock, after the compute note (if any) to `on_note`."""
         if note := self.compute_note():
             on_note(note)
-        return run(
+        return _run(
             self.session,
             self.loop,
             self.compute,
@@ -160,7 +161,7 @@ class SessionRun:
         )
 
 
-def run(
+def _run(
     session: Session,
     loop: ChunkLoop,
     compute: Compute,
@@ -172,10 +173,11 @@ def run(
     on_resumed: Callable[[], None] = lambda: None,
     report: bool = True,
 ) -> RunSummary:
-    """Run under the caller's session lock, recording `compute` with each chunk. `new_prompt` takes over from the first new chunk (a
-    switch belongs to the session once that chunk is committed); `resuming()` is a context shown
-    while the loop catches up (a spinner); `on_note` gets one line per damaged snapshot skipped;
-    `on_resumed()` runs once the loop is at the head, before the first new chunk."""
+    """Run under the caller's session lock, recording `compute` with each chunk. `new_prompt` takes
+    over from the first new chunk (a switch belongs to the session once that chunk is committed);
+    `resuming()` is a context shown while the loop catches up (a spinner); `on_note` gets one line
+    per damaged snapshot skipped; `on_resumed()` runs once the loop is at the head, before the
+    first new chunk."""
     start = session.head
     remove_unfinished(session)
     resumed = None

@@ -60,8 +60,8 @@ class ParentRef:
 
 @dataclass(frozen=True)
 class Compute:
-    """How a session's chunks were computed: the same inputs on another device or in another dtype
-    give other numbers, so resuming elsewhere is not bitwise an uninterrupted run."""
+    """How chunks are computed: the same inputs on another device or in another dtype give other
+    numbers, so resuming elsewhere is not bitwise an uninterrupted run."""
 
     device: str  # torch.device.type: "cpu", "cuda"
     dtype: str  # "float32", "bfloat16", ...
@@ -85,7 +85,7 @@ class SessionSpec:
     scaling: ScalingConfig | None = None  # None: plain LongLive
     rewards: RewardNames | None = None  # None: plain LongLive
     parent: ParentRef | None = None  # None: not a branch
-    compute: Compute | None = None  # None: a session made before this was recorded
+    compute: Compute | None = None  # at `new`/`branch` (each chunk's record has its own); None: older sessions
     positions: PositionMode = PositionMode.AUTO  # rotary positions, fixed at creation
     snapshot_every: int = 40  # chunks between state snapshots: `continue` replays at most this many
     snapshots_kept: int = 2  # newest snapshots kept in the store
@@ -94,6 +94,13 @@ class SessionSpec:
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
     created_by: str = "streamt1"
+
+    @property
+    def reads_weights(self) -> bool:
+        """The preset or a scorer reads downloaded weights (only then is `model_dir` kept)."""
+        return PRESETS[self.preset].trained or (
+            self.rewards is not None and any(r != "proxy" for r in (self.rewards.short, self.rewards.long))
+        )
 
     @property
     def schedule(self) -> dict[int, str]:
@@ -116,7 +123,7 @@ class SessionSpec:
             "scaling": _plain(self.scaling),
             "rewards": None if self.rewards is None else [self.rewards.short, self.rewards.long],
             "parent": _plain(self.parent),
-            "compute": _plain(self.compute),
+            "compute": compute_to_plain(self.compute),
             "positions": self.positions.value,
             "snapshot_every": self.snapshot_every,
             "snapshots_kept": self.snapshots_kept,
@@ -185,6 +192,14 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+def compute_to_plain(compute: Compute | None) -> dict[str, str] | None:
+    return _plain(compute)
+
+
+def compute_from_plain(raw: Any) -> Compute | None:
+    return None if raw is None else _record(Compute, raw, SpecProblem("compute is not a {device, dtype} table"))
 
 
 def _plain(value: Any) -> Any:
@@ -276,9 +291,7 @@ def _parse(raw: Any) -> SessionSpec:
     parent = raw.get("parent")
     if parent is not None:
         parent = _record(ParentRef, parent, SpecProblem("parent is not a {path, at, id} table"))
-    compute = raw.get("compute")
-    if compute is not None:
-        compute = _record(Compute, compute, SpecProblem("compute is not a {device, dtype} table"))
+    compute = compute_from_plain(raw.get("compute"))
     modes = [m.value for m in PositionMode]
     if raw.get("positions", PositionMode.AUTO.value) not in modes:
         raise SpecProblem(f"positions is not one of {modes}")

@@ -23,7 +23,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ from sessions.spec import (  # noqa: F401 (FORMAT, FORMAT_VERSION: re-exported)
     PromptSwitch,
     SessionSpec,
     SpecProblem,
+    compute_from_plain,
+    compute_to_plain,
     prompts_from_plain,
     prompts_to_plain,
 )
@@ -248,7 +250,8 @@ class Session:
         file would pass unnoticed; the digests cover the chunk's identity, so a chunk folder moved or
         copied from another index or session is caught too. `stores` keeps opened stores for a
         caller reading many chunks (opening a store costs more than reading a record). A record
-        committed before records said how their chunk was computed gets its session's compute."""
+        committed before records said how their chunk was computed gets the compute its session was
+        made with: right unless that session was continued elsewhere before then."""
         owner = self._owner(k)
         try:
             stores = {} if stores is None else stores
@@ -267,8 +270,11 @@ class Session:
             if _digest(f"{identity}/{name}", data) != digests.get(name):
                 raise owner._damaged(k, f"{name} does not match its digest")
         record, prompts = (json.loads(t) for t in texts)
-        if "compute" not in record:  # committed before records said it: its session's spec does
-            record["compute"] = None if owner.spec.compute is None else asdict(owner.spec.compute)
+        record.setdefault("compute", compute_to_plain(owner.spec.compute))
+        try:
+            compute_from_plain(record["compute"])
+        except SpecProblem:
+            raise owner._damaged(k, "its compute is malformed") from None
         try:
             return record, prompts_from_plain(prompts), arrays
         except SpecProblem:
@@ -361,13 +367,12 @@ class Session:
 
 def with_compute(record: dict[str, Any], compute: Compute) -> dict[str, Any]:
     """A chunk's record as committed: the loop's record and how the chunk was computed."""
-    return record | {"compute": asdict(compute)}
+    return record | {"compute": compute_to_plain(compute)}
 
 
 def compute_in(record: dict[str, Any]) -> Compute | None:
-    """How the chunk of a committed `record` was computed."""
-    raw = record["compute"]
-    return None if raw is None else Compute(**raw)
+    """How the chunk of a committed `record` (as `Session.record` reads it) was computed."""
+    return compute_from_plain(record["compute"])
 
 
 def _is_parent(session: Session, ref: ParentRef) -> bool:

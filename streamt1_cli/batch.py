@@ -123,7 +123,7 @@ class _BatchRunner:
         config = StreamConfig()
         scaling = None if self.rewards is None else ScalingConfig(horizon_frames=item.chunks * config.chunk_frames)
         spec = spec_for(self.preset, item.seed, config, scaling, self.rewards, item.schedule)
-        model_dir = None if self.model_dir is None else str(self.model_dir.resolve())
+        model_dir = None if self.model_dir is None or not spec.reads_weights else str(self.model_dir.resolve())
         return replace(spec, compute=compute_of(self.device, self.dtype, self.cuda), model_dir=model_dir)
 
     def open_run(self, session):

@@ -332,7 +332,11 @@ def new(
             snapshot_every=snapshot_every,
             snapshots_kept=keep_snapshots,
         )
-        model_dir = absolute(model_dir) if needs_weights(spec) else unused_model_dir(ctx, spec)
+        if spec.reads_weights:
+            model_dir = absolute(model_dir)
+        else:
+            note_unused_model_dir(ctx, spec)
+            model_dir = None
         spec = replace(spec, model_dir=None if model_dir is None else str(model_dir))
         load_check(spec, model_dir)
     except StreamT1Error as err:
@@ -362,9 +366,9 @@ def load_check(spec: SessionSpec, model_dir: Path | None) -> None:
         check_rewards(spec.rewards.short, spec.rewards.long, model_dir)
 
 
-def unused_model_dir(ctx: typer.Context, spec: SessionSpec) -> None:
-    """A session that reads no weights remembers no weights folder; one named on the command line
-    (not through $STREAMT1_MODEL_DIR, which is meant for every session) gets a note."""
+def note_unused_model_dir(ctx: typer.Context, spec: SessionSpec) -> None:
+    """A weights folder named on the command line for a session that reads none (not one from
+    $STREAMT1_MODEL_DIR, which is meant for every session)."""
     if ctx.get_parameter_source("model_dir").name == "COMMANDLINE":
         scorers = "no scorers" if spec.rewards is None else "the proxy scorers"
         console.print(
@@ -374,15 +378,9 @@ def unused_model_dir(ctx: typer.Context, spec: SessionSpec) -> None:
 
 
 def absolute(model_dir: Path | None) -> Path | None:
-    """--model-dir (or $STREAMT1_MODEL_DIR) as an absolute path: the session remembers it."""
+    """--model-dir (or $STREAMT1_MODEL_DIR) as an absolute path: a session that reads weights
+    remembers it."""
     return None if model_dir is None else model_dir.resolve()
-
-
-def needs_weights(spec: SessionSpec) -> bool:
-    """The preset or a scorer reads downloaded weights."""
-    return PRESETS[spec.preset].trained or (
-        spec.rewards is not None and any(r != "proxy" for r in (spec.rewards.short, spec.rewards.long))
-    )
 
 
 def session_model_dir(session: Session, given: Path | None) -> Path | None:
@@ -391,7 +389,7 @@ def session_model_dir(session: Session, given: Path | None) -> Path | None:
     if given is not None or session.spec.model_dir is None:
         return absolute(given)
     remembered = Path(session.spec.model_dir)
-    if needs_weights(session.spec) and not remembered.is_dir():
+    if session.spec.reads_weights and not remembered.is_dir():
         raise StreamT1Error(
             f"{session.path} was made with the weights in {remembered}, which is not a folder any "
             f"more: pass --model-dir DIR (or set {MODEL_DIR_ENV}) to use weights elsewhere"
@@ -501,7 +499,7 @@ def branch(
             seed=spec.seed if seed is None else seed,
             compute=compute_of(dev, dt, cuda),
             parent=ParentRef(str(path.resolve()), at, parent.spec.id, os.path.relpath(path.resolve(), to.resolve())),
-            model_dir=None if model_dir is None else str(model_dir),
+            model_dir=None if model_dir is None or not spec.reads_weights else str(model_dir),
         )
         num_chunks = chunks_for(seconds, chunks, spec.stream, first=False)
     except StreamT1Error as err:

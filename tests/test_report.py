@@ -76,7 +76,7 @@ def test_stream_t1_report_holds_candidates_survivors_path_and_thumbnails(session
         survivors = sorted(c["index"] for c in chunk["candidates"] if c["kept"])
         assert survivors == sorted(b["candidate"] for b in record["beams"])
     assert data["final_path"] == lineage(session, final_beam(session), session.head)
-    assert data["computes"] == [{"first": 0, "last": 2, "compute": "cpu/float32"}]
+    assert data["computes"] == [{"first": 0, "last": 2, "compute": {"device": "cpu", "dtype": "float32"}}]
     assert [t["chunk"] for t in data["contact_sheet"]] == [0, 1, 2]
     assert data["contact_sheet"][1]["href"] == f"video.mp4#t={(9 + 6) / 16:.3f}"  # chunk 1's middle frame
     assert html.count('<img alt="chunk ') == 3

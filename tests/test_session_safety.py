@@ -180,6 +180,9 @@ def test_a_weights_folder_the_session_does_not_read_is_noted_and_not_remembered(
     named = " ".join(named.split())  # the console wraps long lines
     assert "note: --model-dir is not used: the tiny preset with the proxy scorers reads no weights" in named
     assert Session.open(tmp_path / "a").spec.model_dir is None
+    branched = ("branch", str(tmp_path / "a"), "--at", "1", "--to", str(tmp_path / "c"), "--model-dir", str(weights))
+    cli(*branched, "--chunks", "1")
+    assert Session.open(tmp_path / "c").spec.model_dir is None
     monkeypatch.setenv(MODEL_DIR_ENV, str(weights))  # meant for every session: no note for one that needs none
     from_env = cli("new", FOX, "--chunks", "1", "--no-scaling", "--session", str(tmp_path / "b"))
     assert "--model-dir" not in from_env and Session.open(tmp_path / "b").spec.model_dir is None

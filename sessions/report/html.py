@@ -55,6 +55,17 @@ def _thumb(t: Thumb, video_href: str, caption: str) -> str:
     )
 
 
+def compute_rows(view: SessionView) -> list[tuple[str, str]]:
+    """How the chunks were computed; a warning where they were computed in more than one way (those
+    after a change are not bitwise an unbroken run's)."""
+    recorded = {c.compute for c in view.computes if c.compute is not None}
+    if len(view.computes) > 1:
+        spans = escape(", ".join(f"{c.compute or 'unrecorded'} (chunks {c.first}..{c.last})" for c in view.computes))
+        return [("computed on", f"<span class=warn>{spans}</span>" if len(recorded) > 1 else spans)]
+    compute = view.computes[0].compute if view.computes else view.spec.compute
+    return [] if compute is None else [("computed on", escape(str(compute)))]
+
+
 def spec_rows(view: SessionView, video_href: str, video_exists: bool) -> list[tuple[str, str]]:
     """Spec, lineage and a summary of the run, as (label, HTML) rows."""
     spec = view.spec
@@ -84,13 +95,7 @@ def spec_rows(view: SessionView, video_href: str, video_exists: bool) -> list[tu
     if sc is not None:
         rows.append(("knobs", escape(", ".join(f"{k} {v}" for k, v in asdict(sc).items()))))
     rows.append(("stream", escape(", ".join(f"{k} {v}" for k, v in asdict(spec.stream).items()))))
-    if len(view.computes) == 1:
-        rows.append(("computed on", escape(view.computes[0].compute)))
-    elif view.computes:  # continued on another device or dtype: those chunks are not bitwise an unbroken run
-        spans = (f"{c.compute} (chunks {c.first}..{c.last})" for c in view.computes)
-        rows.append(("computed on", "<span class=warn>" + escape(", ".join(spans)) + "</span>"))
-    elif spec.compute:
-        rows.append(("computed on", escape(str(spec.compute))))
+    rows.extend(compute_rows(view))
     rows.append(("prompts", "<br>".join(f"from chunk {p.from_chunk}: {escape(p.prompt)}" for p in spec.prompts)))
     if view.ancestors:
         chain = " &larr; ".join(f"{escape(a.path)} (chunks 0..{a.at - 1})" for a in view.ancestors)

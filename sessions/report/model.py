@@ -11,7 +11,7 @@ from engine.config import StreamConfig
 from engine.models.presets import PRESETS
 from engine.records import ChunkRecord
 from sessions.lineage import final_beam
-from sessions.spec import SessionSpec
+from sessions.spec import Compute, SessionSpec
 from sessions.store import Session, compute_in
 
 
@@ -25,12 +25,12 @@ class Branch:
 
 @dataclass(frozen=True)
 class ComputeSpan:
-    """Chunks `first`..`last`, computed alike: "cpu/float32", "cuda/bfloat16+fp8", or "unrecorded"
-    (a session from before sessions recorded it). Chunks computed otherwise are not bitwise alike."""
+    """Chunks `first`..`last`, computed alike (None: a session from before sessions recorded it).
+    Chunks computed otherwise are not bitwise what an unbroken run would have made."""
 
     first: int
     last: int
-    compute: str
+    compute: Compute | None
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def load_session(session: Session) -> SessionView:
         spec=session.spec,
         ancestors=ancestors(session),
         chunks=chunks,
-        computes=compute_spans([str(compute_in(r) or "unrecorded") for r in records]),
+        computes=compute_spans([compute_in(r) for r in records]),
         final_beam=final,
         final_path=lineage(chunks, final),
         evictions=evictions(chunks, session.spec.stream.chunk_frames),
@@ -105,7 +105,7 @@ def ancestors(session: Session) -> tuple[Branch, ...]:
     return tuple(chain)
 
 
-def compute_spans(computes: list[str]) -> tuple[ComputeSpan, ...]:
+def compute_spans(computes: list[Compute | None]) -> tuple[ComputeSpan, ...]:
     """Runs of consecutive chunks computed alike."""
     spans: list[ComputeSpan] = []
     for k, compute in enumerate(computes):
