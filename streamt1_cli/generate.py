@@ -144,10 +144,12 @@ def run_session(
             f"fix that and `streamt1 continue {session.path}`"
         )
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the queued chunk was written first
+        left = start + num_chunks - session.head  # `continue` alone would add its default length instead
+        rest = f" --chunks {left}` for the {left} left of the {num_chunks} asked for" if left > 0 else "`"
         so_far = f", or write the video so far with `streamt1 export {session.path} OUT.mp4`" if session.head else ""
         fail(
             f"{what_stopped(exc)}: {session.holds()}; nothing half-done was kept. "
-            f"Resume with `streamt1 continue {session.path}`{so_far}",
+            f"Resume with `streamt1 continue {session.path}{rest}{so_far}",
             code=exit_code(exc),
         )
     finally:

@@ -23,7 +23,7 @@ def report(
     thumbs: Annotated[int, typer.Option(help="Thumbnails per chunk on the contact sheet (1 to 12).")] = 1,
 ) -> None:
     """Write an HTML report: spec and lineage, reward curves, beam tree, sink timeline, contact sheet, timing."""
-    from sessions.report import write_report  # matplotlib loads only for this command
+    from sessions.report import is_report, write_report  # matplotlib loads only for this command
 
     if not 1 <= thumbs <= 12:
         fail(f"--thumbs must be from 1 to 12, got {thumbs}")
@@ -33,6 +33,8 @@ def report(
         fail(f"{out.parent} does not exist: create it first, or write the report elsewhere")
     if out is not None and out.is_dir():
         fail(f"{out} is a folder: give a file name such as {out / 'report.html'}")
+    if out is not None and out.is_file() and not is_report(out):
+        fail(f"{out} exists and is not a streamt1 report: choose another --out (a report never replaces other files)")
     try:
         written = write_report(paths, out, thumbs)
     except StreamT1Error as err:

@@ -23,8 +23,10 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 def stop_on_signals() -> None:
+    """An ignored signal stays ignored: `nohup streamt1 ...` must outlive the terminal."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _stop)
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _stop)
 
 
 def exit_code(exc: KeyboardInterrupt) -> int:

@@ -119,6 +119,7 @@ def test_compare_puts_sessions_side_by_side(sessions: dict[str, Path]):
 
 
 def test_bad_input_is_a_one_line_error(sessions: dict[str, Path], tmp_path: Path):
+    spec_before = (sessions["t1"] / "session.toml").read_bytes()
     damaged = tmp_path / "damaged"
     shutil.copytree(sessions["t1"], damaged)
     (damaged / STORE_DIR / "zarr.json").unlink()
@@ -129,11 +130,16 @@ def test_bad_input_is_a_one_line_error(sessions: dict[str, Path], tmp_path: Path
         (["report", str(sessions["t1"]), "--out", str(tmp_path / "no" / "r.html")], "does not exist"),
         (["report", str(sessions["t1"]), "--out", str(tmp_path)], "is a folder"),
         (["report", str(sessions["t1"]), "--thumbs", "0"], "--thumbs must be"),
+        (["report", str(sessions["t1"]), "--out", str(sessions["t1"] / "session.toml")], "is not a streamt1 report"),
     ):
         result = runner.invoke(app, args)
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert result.exit_code == 2 and len(lines) == 1 and needle in lines[0], result.output
     assert not (damaged / "report.html").exists()
+    assert (sessions["t1"] / "session.toml").read_bytes() == spec_before  # a report never replaces other files
+    again = tmp_path / "again.html"
+    for _ in range(2):  # a report it wrote is written over
+        cli("report", str(sessions["t1"]), "--out", str(again))
 
 
 def synthetic_session(path: Path, chunks: int) -> Session:

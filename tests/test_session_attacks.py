@@ -488,6 +488,23 @@ def test_stop_signals_write_the_queued_chunk_and_say_how_to_resume(tmp_path: Pat
     head = whole(path)
     assert proc.returncode == 128 + sig, err.decode()[-500:]
     assert head >= 2  # chunk 1 was queued for the disk when the signal came, and was written
-    assert said in err and f"holds {head} whole chunks".encode() in err and b"streamt1 continue" in err
+    assert said in err and f"holds {head} whole chunks".encode() in err
+    assert f"streamt1 continue {path} --chunks {6 - head}` for the {6 - head} left of the 6".encode() in err
     assert f"streamt1 export {path} OUT.mp4".encode() in err  # the video so far, without resuming
     assert b"Traceback" not in err
+
+
+def test_an_ignored_hangup_leaves_the_run_going(tmp_path: Path):
+    """`nohup streamt1 new ...` ignores SIGHUP, so closing the terminal must not stop the run."""
+    path = tmp_path / "s"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_SECOND_COMMIT, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )
+    assert proc.stdout.readline().strip() == b"committing"
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()[-500:]
+    assert whole(path) == 6

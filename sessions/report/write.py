@@ -52,6 +52,14 @@ def _name(view: SessionView) -> str:
     return view.path.resolve().name
 
 
+def is_report(path: Path) -> bool:
+    """`path` holds a page this module wrote (its data island), so writing over it loses nothing."""
+    try:
+        return f'id="{html.DATA_ID}"'.encode() in path.read_bytes()
+    except OSError:
+        return False
+
+
 def write_report(
     paths: Path | Sequence[Path],
     out: Path | None = None,
