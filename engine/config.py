@@ -8,6 +8,9 @@ from enum import Enum
 from engine.errors import StreamT1Error
 
 MAX_FPS = 240  # H.264 players and ffmpeg's default level
+# The longest length one command asks for, and the latest start of a script's prompt: a day of video.
+# Past it an extra zero is likelier than a plan; `continue` goes on from there.
+MAX_SECONDS = 86_400.0
 MODEL_DIR_ENV = "STREAMT1_MODEL_DIR"  # where downloaded weights are, when --model-dir is not given
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import tomllib
 
-from engine.config import StreamConfig
+from engine.config import MAX_SECONDS, StreamConfig
 from engine.errors import StreamT1Error
 from engine.parallel import Ranks
 from engine.records import ChunkRecord
@@ -91,8 +91,8 @@ def _item(index: int, entry: object, where: str, seconds: float, seed: int, conf
     chunks = entry.get("chunks")
     if chunks is None:
         length = entry.get("seconds", seconds)
-        if isinstance(length, bool) or not isinstance(length, (int, float)) or not 0 < length <= 3600:
-            raise StreamT1Error(f"{where}: seconds must be a number in (0, 3600]")
+        if isinstance(length, bool) or not isinstance(length, (int, float)) or not 0 < length <= MAX_SECONDS:
+            raise StreamT1Error(f"{where}: seconds must be a number in (0, {MAX_SECONDS:g}]")
         chunks = config.chunks_for_seconds(length)
     if isinstance(chunks, bool) or not isinstance(chunks, int) or chunks < 1:
         raise StreamT1Error(f"{where}: chunks must be a whole number >= 1")

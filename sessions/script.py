@@ -7,10 +7,8 @@ from pathlib import Path
 
 import tomllib
 
-from engine.config import StreamConfig
+from engine.config import MAX_SECONDS, StreamConfig
 from engine.errors import StreamT1Error
-
-MAX_SECONDS, MAX_CHUNK = 3600.0, 100_000  # latest start of an entry: an hour of video, in seconds or chunks
 
 
 def read_script(path: Path, config: StreamConfig) -> dict[int, str]:
@@ -41,7 +39,8 @@ def read_script(path: Path, config: StreamConfig) -> dict[int, str]:
         if ("at_seconds" in entry) == ("at_chunk" in entry):
             raise StreamT1Error(f"{where}: give exactly one of at_seconds or at_chunk")
         at = entry.get("at_seconds", entry.get("at_chunk"))
-        limit = MAX_SECONDS if "at_seconds" in entry else MAX_CHUNK
+        last_chunk = config.chunk_at_seconds(MAX_SECONDS)
+        limit = MAX_SECONDS if "at_seconds" in entry else last_chunk
         if (
             isinstance(at, bool)
             or not isinstance(at, (int, float))
@@ -50,7 +49,7 @@ def read_script(path: Path, config: StreamConfig) -> dict[int, str]:
         ):
             raise StreamT1Error(
                 f"{where}: the start must be a number from 0 to {MAX_SECONDS:g} seconds or "
-                f"{MAX_CHUNK} chunks (at_chunk a whole number)"
+                f"{last_chunk} chunks (at_chunk a whole number)"
             )
         chunk = at if "at_chunk" in entry else config.chunk_at_seconds(at)
         if schedule and chunk <= max(schedule):

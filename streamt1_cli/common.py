@@ -14,14 +14,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from engine.config import FLASH4_PACKAGE, MODEL_DIR_ENV, AttentionKernel, StreamConfig
+from engine.config import FLASH4_PACKAGE, MAX_SECONDS, MODEL_DIR_ENV, AttentionKernel, StreamConfig
 from engine.positions import PositionMode
 
 if TYPE_CHECKING:
     import torch
 
 console = Console(stderr=True)
-DEFAULT_SECONDS, MAX_SECONDS = 5.0, 3600.0  # --seconds when neither --seconds nor --chunks is given; the most
+DEFAULT_SECONDS = 5.0  # --seconds when neither --seconds nor --chunks is given
 _STREAM = StreamConfig()  # the geometry the option texts describe
 
 
@@ -132,5 +132,5 @@ def chunks_for(seconds: float | None, chunks: int | None, config: StreamConfig, 
         return chunks
     seconds = DEFAULT_SECONDS if seconds is None else seconds
     if not 0 < seconds <= MAX_SECONDS or math.isnan(seconds):
-        fail(f"--seconds must be in (0, {MAX_SECONDS:g}], got {seconds}")
+        fail(f"--seconds must be in (0, {MAX_SECONDS:g}] (a day; `streamt1 continue` goes on), got {seconds}")
     return config.chunks_for_seconds(seconds, first)

@@ -49,6 +49,7 @@ def test_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         "new", "x", "--session", s, "--chunks", "2", "--seconds", "3"
     )
     assert "--seconds must be" in one_line_error("new", "x", "--session", s, "--seconds", "-1")
+    assert "(a day; `streamt1 continue` goes on)" in one_line_error("new", "x", "--session", s, "--seconds", "1e6")
     assert "prompt is empty" in one_line_error("new", "  ", "--session", s)
     msg = one_line_error("new", "x", "--session", s, "--preset", "longlive")
     assert "--model-dir" in msg and "streamt1 download" in msg

@@ -176,8 +176,8 @@ def test_errors_leave_sessions_untouched(full6: Path, tmp_path: Path):
         ("title = 'x'\n", "unknown keys ['title']"),
         ("[[promt]]\nat_chunk = 0\nprompt = 'x'\n", "unknown keys ['promt']"),
         ("", "no [[prompt]] entries"),
-        ("[[prompt]]\nat_chunk = 0\nprompt = 'x'\n[[prompt]]\nat_seconds = inf\nprompt = 'y'\n", "from 0 to 3600"),
-        ("[[prompt]]\nat_chunk = 0\nprompt = 'x'\n[[prompt]]\nat_seconds = nan\nprompt = 'y'\n", "from 0 to 3600"),
+        ("[[prompt]]\nat_chunk = 0\nprompt = 'x'\n[[prompt]]\nat_seconds = inf\nprompt = 'y'\n", "from 0 to 86400"),
+        ("[[prompt]]\nat_chunk = 0\nprompt = 'x'\n[[prompt]]\nat_seconds = nan\nprompt = 'y'\n", "from 0 to 86400"),
     ]:
         bad.write_text(text)
         assert needle in one_line_error("new", "--script", str(bad), "--session", str(tmp_path / "never"))
