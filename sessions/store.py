@@ -364,6 +364,10 @@ class Session:
         """Bytes of the files under the session folder, counted while other processes may write."""
         return tree_bytes(self.path)
 
+    def chunks_bytes(self) -> int:
+        """Bytes of this session's own committed chunks (not its snapshots, videos or logs)."""
+        return tree_bytes(self.path / STORE_DIR / "chunks")
+
 
 def with_compute(record: dict[str, Any], compute: Compute) -> dict[str, Any]:
     """A chunk's record as committed: the loop's record and how the chunk was computed."""

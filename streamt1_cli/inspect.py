@@ -18,9 +18,10 @@ from engine.models.presets import PRESETS
 from engine.scaling.config import ScalingConfig
 from sessions.files import reason
 from sessions.lineage import final_beam, lineage
+from sessions.report.model import compute_spans
 from sessions.runner import video_frames
 from sessions.snapshots import snapshot_heads, snapshots_bytes
-from sessions.store import SPEC_FILE, STAGING_PREFIX, Session
+from sessions.store import SPEC_FILE, STAGING_PREFIX, Session, compute_in
 from sessions.video import FRAME_NAME, check_video_writer, write_mp4, write_pngs
 from streamt1_cli.common import console, fail
 
@@ -118,7 +119,7 @@ def show(
         "final_beam": final,
         "lineage": lineage_,
         "disk_bytes": disk_bytes,
-        "disk_bytes_per_chunk": disk_bytes / max(own_chunks, 1),  # a branch's own chunks only
+        "disk_bytes_per_chunk": s.chunks_bytes() / max(own_chunks, 1),  # a branch's own chunks, without snapshots
         "real_size_bytes_per_chunk": real_chunk,
         "real_size_bytes_30s": chunks_30s * real_chunk,
         "real_size_bytes_per_hour": config.chunks_for_seconds(3600) * real_chunk,
@@ -133,7 +134,8 @@ def show(
     if as_json:
         print(json.dumps(info, indent=1))
         return
-    seed = f"seed {s.spec.seed}" + (" (from the branch point)" if s.spec.parent else "")
+    reseeded = s.spec.parent is not None and s.spec.seed != s.parent.spec.seed
+    seed = f"seed {s.spec.seed}" + (" (from the branch point)" if reseeded else "")
     stdout.print(
         f"[bold]{escape(str(s.path))}[/]  preset {s.spec.preset}{' (untrained)' if info['untrained'] else ''}  "
         f"{seed}  {s.head} chunks  {'Stream-T1' if s.spec.scaling else 'plain LongLive'}"
@@ -142,6 +144,10 @@ def show(
         stdout.print(f"  from chunk {p.from_chunk}: {escape(repr(p.prompt))}")
     if s.spec.parent:
         stdout.print(f"  branch of {escape(str(s.parent.path))} at chunk {s.spec.parent.at}")
+    computes = compute_spans([compute_in(record) for record in chunks])
+    if len(computes) > 1 or (computes and computes[0].compute is not None):
+        changed = ": chunks after a change are not bitwise an unbroken run's" if len(computes) > 1 else ""
+        stdout.print(f"  computed on {', '.join(map(str, computes))}{changed}", highlight=False)
     if s.spec.model_dir:
         stdout.print(
             f"  weights from {escape(s.spec.model_dir)} (unless --model-dir or ${MODEL_DIR_ENV} says otherwise)"
@@ -162,8 +168,8 @@ def show(
         )
     stdout.print(table)
     stdout.print(
-        f"disk: {info['disk_bytes'] / 1e6:.2f} MB ({info['disk_bytes_per_chunk'] / 1e6:.3f} MB for each of its "
-        f"{own_chunks} own chunks); at real size (480x832, {beams} beam(s)): {real_chunk / 1e6:.1f} MB a "
+        f"disk: {info['disk_bytes'] / 1e6:.2f} MB in all, {info['disk_bytes_per_chunk'] / 1e6:.3f} MB for each of "
+        f"its {own_chunks} own chunks; at real size (480x832, {beams} beam(s)): {real_chunk / 1e6:.1f} MB a "
         f"chunk, {info['real_size_bytes_30s'] / 1e9:.2f} GB for a 30 s video ({chunks_30s} chunks), "
         f"{info['real_size_bytes_per_hour'] / 1e9:.0f} GB an hour of video, uncompressed"
     )

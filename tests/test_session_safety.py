@@ -166,6 +166,8 @@ def test_options_that_would_do_nothing_and_notes(tmp_path: Path):
         "cpu/float32",
     ]
     assert opened.spec.compute == Compute("cpu", "float32")  # what it was made on
+    shown = " ".join(cli("show", str(session)).split())
+    assert "computed on cpu/float32 (chunks 0..0), cpu/bfloat16 (chunks 1..1), cpu/float32 (chunks 2..3):" in shown
     assert read_chunk_log(session / LOG_FILE) == list(opened.records())
     report = (session / REPORT_FILE).read_text()
     assert "cpu/float32 (chunks 0..0), cpu/bfloat16 (chunks 1..1), cpu/float32 (chunks 2..3)" in report

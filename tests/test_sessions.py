@@ -246,6 +246,10 @@ def test_show_reports_disk_and_real_size_projection(tmp_path: Path):
     info = json.loads(cli("show", str(path), "--json"))
     assert info["chunks"] == 40 and len(info["lineage"]) == 40 and len(info["records"]) == 40
     assert 0 < info["disk_bytes"] == Session.open(path).disk_bytes()
+    # a chunk's share counts the chunks alone: the snapshots (here at chunk 40) are shown apart
+    chunks_bytes = Session.open(path).chunks_bytes()
+    assert round(info["disk_bytes_per_chunk"] * 40) == chunks_bytes <= info["disk_bytes"] - info["snapshot_bytes"]
+    assert info["snapshot_bytes"] > chunks_bytes / 40  # one snapshot outweighs a chunk: counting it would mislead
     per_beam = 2 * 16 * 3 * 60 * 104 * 4 + 3 * 12 * 480 * 832  # latents + noise (fp32) + uint8 frames
     assert info["real_size_bytes_per_chunk"] == 2 * per_beam
     print(f"tiny 40-chunk session: {info['disk_bytes'] / 1e6:.2f} MB; real size {2 * per_beam / 1e6:.1f} MB a chunk")

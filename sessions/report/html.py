@@ -60,7 +60,7 @@ def compute_rows(view: SessionView) -> list[tuple[str, str]]:
     after a change are not bitwise an unbroken run's)."""
     recorded = {c.compute for c in view.computes if c.compute is not None}
     if len(view.computes) > 1:
-        spans = escape(", ".join(f"{c.compute or 'unrecorded'} (chunks {c.first}..{c.last})" for c in view.computes))
+        spans = escape(", ".join(map(str, view.computes)))
         return [("computed on", f"<span class=warn>{spans}</span>" if len(recorded) > 1 else spans)]
     compute = view.computes[0].compute if view.computes else view.spec.compute
     return [] if compute is None else [("computed on", escape(str(compute)))]

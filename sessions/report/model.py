@@ -32,6 +32,9 @@ class ComputeSpan:
     last: int
     compute: Compute | None
 
+    def __str__(self) -> str:
+        return f"{self.compute or 'unrecorded'} (chunks {self.first}..{self.last})"
+
 
 @dataclass(frozen=True)
 class Eviction:
