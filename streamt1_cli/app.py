@@ -67,8 +67,8 @@ def download(
     from engine.model_files import download_models, download_plan
 
     with_rewards = rewards is RewardsDownload.all
-    for item in download_plan(model_dir, layout.value, with_rewards):
-        console.print(f"{item.repo_id}: {', '.join(item.files)} -> {item.local_dir}", highlight=False)
+    for item in download_plan(model_dir, layout.value, with_rewards):  # the plan is the output: stdout
+        typer.echo(f"{item.repo_id}: {', '.join(item.files)} -> {item.local_dir}")
     if dry_run:
         return
     try:

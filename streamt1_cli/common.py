@@ -20,7 +20,7 @@ from engine.positions import PositionMode
 if TYPE_CHECKING:
     import torch
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # a line stays one line in a log file, whatever the width
 DEFAULT_SECONDS = 5.0  # --seconds when neither --seconds nor --chunks is given
 _STREAM = StreamConfig()  # the geometry the option texts describe
 

@@ -299,7 +299,7 @@ def new(
     if later:
         console.print(
             escape(
-                f"note: the script's prompts from chunk(s) {later} start after the {num_chunks} chunks "
+                f"note: the script's prompts from chunk(s) {later} start after the {num_chunks} chunk(s) "
                 "made now; they take over when `streamt1 continue` gets there"
             ),
             highlight=False,

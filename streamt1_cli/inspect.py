@@ -25,7 +25,7 @@ from sessions.store import SPEC_FILE, STAGING_PREFIX, Session, compute_in
 from sessions.video import FRAME_NAME, check_video_writer, write_mp4, write_pngs
 from streamt1_cli.common import console, fail
 
-stdout = Console()
+stdout = Console(soft_wrap=True)
 
 
 def list_(root: Annotated[Path, typer.Argument(help="Folder to search for sessions.")] = Path(".")) -> None:

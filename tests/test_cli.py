@@ -76,6 +76,7 @@ def test_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def test_download_dry_run_prints_plan(tmp_path: Path):
     result = runner.invoke(app, ["download", "--model-dir", str(tmp_path / "w"), "--dry-run"])
     assert result.exit_code == 0, result.output
+    assert "Wan-AI/Wan2.1-T2V-1.3B" in result.stdout  # `> plan.txt` keeps it
     assert "Wan-AI/Wan2.1-T2V-1.3B" in result.output and "Efficient-Large-Model/LongLive" in result.output
     for repo in ("MizzenAI/HPSv3", "Qwen/Qwen2-VL-7B-Instruct", "KlingTeam/VideoReward", "Qwen/Qwen2-VL-2B-Instruct"):
         assert repo in result.output

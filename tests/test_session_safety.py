@@ -148,7 +148,7 @@ def test_options_that_would_do_nothing_and_notes(tmp_path: Path):
         '[[prompt]]\nat_chunk = 0\nprompt = "a red fox"\n[[prompt]]\nat_chunk = 4\nprompt = "a blue bird"\n'
     )
     session = tmp_path / "s"
-    assert "from chunk(s) [4] start after the 1 chunks" in cli(
+    assert "from chunk(s) [4] start after the 1 chunk(s)" in cli(
         "new", "--script", str(script), "--chunks", "1", "--session", str(session)
     )
     assert Session.open(session).spec.compute == Compute("cpu", "float32")
@@ -167,10 +167,10 @@ def test_options_that_would_do_nothing_and_notes(tmp_path: Path):
     ]
     assert opened.spec.compute == Compute("cpu", "float32")  # what it was made on
     shown = " ".join(cli("show", str(session)).split())
-    assert "computed on cpu/float32 (chunks 0..0), cpu/bfloat16 (chunks 1..1), cpu/float32 (chunks 2..3):" in shown
+    assert "computed on cpu/float32 (chunk 0), cpu/bfloat16 (chunk 1), cpu/float32 (chunks 2..3):" in shown
     assert read_chunk_log(session / LOG_FILE) == list(opened.records())
     report = (session / REPORT_FILE).read_text()
-    assert "cpu/float32 (chunks 0..0), cpu/bfloat16 (chunks 1..1), cpu/float32 (chunks 2..3)" in report
+    assert "cpu/float32 (chunk 0), cpu/bfloat16 (chunk 1), cpu/float32 (chunks 2..3)" in report
     branch = tmp_path / "b"
     assert "chunk 1 of" in cli("branch", str(session), "--at", "2", "--to", str(branch), "--chunks", "1")
 

@@ -33,7 +33,8 @@ class ComputeSpan:
     compute: Compute | None
 
     def __str__(self) -> str:
-        return f"{self.compute or 'unrecorded'} (chunks {self.first}..{self.last})"
+        chunks = f"chunk {self.first}" if self.first == self.last else f"chunks {self.first}..{self.last}"
+        return f"{self.compute or 'unrecorded'} ({chunks})"
 
 
 @dataclass(frozen=True)
