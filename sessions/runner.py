@@ -188,9 +188,10 @@ def generate(
 ) -> tuple[list[SnapshotWrite], list[str]]:
     """Generate `num_chunks` chunks; a background thread commits each (whole or not at all, in
     order, recording `compute` with it) while the next one generates, then runs
-    `after_commit(record)` and grows the live video. Every `snapshots.every` chunks, and when leaving (even by Ctrl-C), the state goes to a snapshot.
-    `record.seconds["commit_wait"]` is how long generation waited on the disk. Returns the
-    snapshots written and one line for each that could not be."""
+    `after_commit(record)` and grows the live video. Every `snapshots.every` chunks, and when
+    leaving (even by Ctrl-C), the state goes to a snapshot. `record.seconds["commit_wait"]` is how
+    long generation waited on the disk. Returns the snapshots written and one line for each that
+    could not be."""
     snapshotter = None if snapshots is None else _Snapshotter(session, snapshots, loop.models.device)
     committed: tuple[LoopState, ChunkOutput] | None = None
     try:

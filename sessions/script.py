@@ -29,6 +29,7 @@ def read_script(path: Path, config: StreamConfig) -> dict[int, str]:
     if not isinstance(entries, list) or not entries:
         raise StreamT1Error(f"prompt script {path} has no [[prompt]] entries (see prompts/*.toml for the format)")
     schedule: dict[int, str] = {}
+    last_chunk = config.chunk_at_seconds(MAX_SECONDS)
     for i, entry in enumerate(entries, 1):
         where = f"prompt script {path}, entry {i}"
         if not isinstance(entry, dict) or set(entry) - {"at_seconds", "at_chunk", "prompt"}:
@@ -39,7 +40,6 @@ def read_script(path: Path, config: StreamConfig) -> dict[int, str]:
         if ("at_seconds" in entry) == ("at_chunk" in entry):
             raise StreamT1Error(f"{where}: give exactly one of at_seconds or at_chunk")
         at = entry.get("at_seconds", entry.get("at_chunk"))
-        last_chunk = config.chunk_at_seconds(MAX_SECONDS)
         limit = MAX_SECONDS if "at_seconds" in entry else last_chunk
         if (
             isinstance(at, bool)
